@@ -1,0 +1,87 @@
+"""Decisions, outcomes and subscriptions: the front line's endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Response, get, post
+from litestar.params import FromPath, HeaderParameter, JSONBody
+
+from nextbest.api.auth import requires
+from nextbest.api.services import EVERYONE, FRONT_LINE, ActorDep, ServicesDep
+from nextbest.wire import (
+    DecisionRequest,
+    DecisionResponse,
+    OutcomeRequest,
+    OutcomeResponse,
+    SubscriptionOut,
+)
+
+__all__ = ["ROUTES"]
+
+
+@post(
+    "/v1/decisions",
+    summary="Rank the offers this customer may be pitched now",
+    tags=["decisions"],
+    guards=[requires(*FRONT_LINE)],
+    sync_to_thread=True,
+    status_code=200,
+)
+def create_decision(
+    data: JSONBody[DecisionRequest], services: ServicesDep, actor: ActorDep
+) -> DecisionResponse:
+    """The clerk or agent is the key's user; the decision is stored before it is returned."""
+    return services.decisions.decide(actor, data)
+
+
+@post(
+    "/v1/decisions/{decision_id:str}/outcomes",
+    summary="Record what the customer said to one offer",
+    tags=["decisions"],
+    guards=[requires(*FRONT_LINE)],
+    sync_to_thread=True,
+)
+def create_outcome(
+    decision_id: FromPath[str],
+    data: JSONBody[OutcomeRequest],
+    services: ServicesDep,
+    actor: ActorDep,
+    idempotency_key: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Idempotency-Key",
+            required=False,
+            description="Retries with the same key return the first answer, writing nothing",
+        ),
+    ] = None,
+) -> Response[OutcomeResponse]:
+    recorded = services.outcomes.record(actor, decision_id, data, idempotency_key)
+    headers = {"Idempotent-Replayed": "true"} if recorded.replayed else {}
+    return Response(recorded.response, status_code=recorded.status_code, headers=headers)
+
+
+@get(
+    "/v1/subscriptions/{subscription_id:int}",
+    summary="A sale and its provisioning status",
+    tags=["decisions"],
+    guards=[requires(*EVERYONE)],
+    sync_to_thread=True,
+)
+def get_subscription(subscription_id: FromPath[int], services: ServicesDep) -> SubscriptionOut:
+    return services.outcomes.subscription(subscription_id)
+
+
+@post(
+    "/v1/subscriptions/{subscription_id:int}/retry",
+    summary="Deliver a failed sale to provisioning again",
+    tags=["decisions"],
+    guards=[requires("admin")],
+    sync_to_thread=True,
+    status_code=202,
+)
+def retry_subscription(subscription_id: FromPath[int], services: ServicesDep) -> SubscriptionOut:
+    return services.outcomes.retry(subscription_id)
+
+
+ROUTES = [create_decision, create_outcome, get_subscription, retry_subscription]

@@ -1,0 +1,61 @@
+"""Back-office views of sales: failed provisioning, the commission audit, retention."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from litestar import get
+from litestar.params import FromQuery
+
+from nextbest.api.auth import requires
+from nextbest.api.services import MANAGERS, ServicesDep
+from nextbest.sales import AuditFlagOut, Retention, SaleOut
+
+__all__ = ["ROUTES"]
+
+Status = Literal["pending", "active", "failed", "cancelled"]
+Flag = Literal["already_held", "not_billed", "arrears", "complaint_after"]
+
+
+@get(
+    "/v1/subscriptions",
+    summary="Sales, newest first (at most 1000), e.g. ?status=failed",
+    tags=["sales"],
+    guards=[requires(*MANAGERS)],
+    sync_to_thread=True,
+)
+def list_subscriptions(
+    services: ServicesDep,
+    status: FromQuery[Status | None] = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+) -> list[SaleOut]:
+    return services.sales.subscriptions(status, since, until)
+
+
+@get(
+    "/v1/audit/flags",
+    summary="Sales the commission audit questions",
+    tags=["sales"],
+    guards=[requires(*MANAGERS)],
+    sync_to_thread=True,
+)
+def list_audit_flags(
+    services: ServicesDep, flag: FromQuery[Flag | None] = None
+) -> list[AuditFlagOut]:
+    return services.sales.audit_flags(flag)
+
+
+@get(
+    "/v1/sales/retention",
+    summary="Share of sales still active after N days (default 90)",
+    tags=["sales"],
+    guards=[requires(*MANAGERS)],
+    sync_to_thread=True,
+)
+def retention(services: ServicesDep, days: FromQuery[int] = 90) -> Retention:
+    return services.sales.retention(days)
+
+
+ROUTES = [list_subscriptions, list_audit_flags, retention]

@@ -1,0 +1,183 @@
+"""The decision service: read what the warehouse and the ledger know, propose, record."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from nextbest.catalog import Catalog
+from nextbest.clock import Clock
+from nextbest.engine import propose
+from nextbest.errors import BadInput, NotFound, Unavailable
+from nextbest.keys import Actor
+from nextbest.msisdn import InvalidMsisdn, mask, normalize
+from nextbest.storage.db import Database
+from nextbest.storage.ledger import live_history, save_decision
+from nextbest.storage.models import Decision, DecisionOffer
+from nextbest.storage.warehouse import NoDataLoaded, VersionRetired, WarehouseReader
+from nextbest.wire import (
+    DecisionRequest,
+    DecisionResponse,
+    OfferOut,
+    SegmentOut,
+    SuppressedOut,
+)
+
+__all__ = ["DecisionService", "history_window", "new_decision_id"]
+
+
+def new_decision_id(now: datetime) -> str:
+    """32 hex characters, time-ordered (milliseconds first) so the index stays append-mostly."""
+    millis = int(now.timestamp() * 1000)
+    return f"{millis:012x}{os.urandom(10).hex()}"
+
+
+def history_window(catalog: Catalog) -> timedelta:
+    """How far back recorded outcomes can still matter to any rule of this catalog."""
+    policy = catalog.policy
+    days = [policy.decline_cooldown_days, policy.cancel_block_days, policy.complaint_block_days]
+    days += [c.recontact_days for c in policy.channels.values()]
+    days += [o.cooldown_days or 0 for o in catalog.offers]
+    days += [o.cancel_block_days or 0 for o in catalog.offers]
+    return timedelta(days=max(days) + 1)
+
+
+class DecisionService:
+    def __init__(self, db: Database, reader: WarehouseReader, clock: Clock) -> None:
+        self.db = db
+        self.reader = reader
+        self.clock = clock
+
+    def decide(
+        self, actor: Actor, request: DecisionRequest, *, campaign_id: str | None = None
+    ) -> DecisionResponse:
+        """``campaign_id``: the campaign whose call task asked (the outbound queue)."""
+        try:
+            msisdn = normalize(request.msisdn)
+        except InvalidMsisdn as exc:
+            raise BadInput(f"msisdn: {exc}", field="msisdn") from None
+        try:
+            active = self.reader.active()
+            try:
+                data = self.reader.customer(active.id, msisdn)
+            except VersionRetired:  # a load swapped versions since: read the new one
+                active = self.reader.active()
+                data = self.reader.customer(active.id, msisdn)
+        except NoDataLoaded as exc:
+            raise Unavailable(str(exc)) from None
+        except VersionRetired:
+            raise Unavailable("the warehouse data is being swapped; try again") from None
+        catalog = active.catalog
+        events = list(dict.fromkeys(request.context.events if request.context else []))
+        for i, code in enumerate(events):
+            if catalog.event(code) is None:
+                known = ", ".join(e.code for e in catalog.events)
+                raise BadInput(
+                    f"context.events[{i}]: unknown event {code!r}; known events: {known}",
+                    field=f"context.events[{i}]",
+                )
+        now = self.clock.now()
+        with self.db.read() as session:
+            history = list(data.contacts)
+            history += live_history(session, msisdn, now - history_window(catalog))
+        proposal = propose(
+            catalog,
+            msisdn=msisdn,
+            profile=data.profile,
+            affinities=data.affinities,
+            history=history,
+            channel=request.channel,
+            events=events,
+            now=now,
+            limit=request.limit,
+            lang=request.lang,
+        )
+        decision_id = new_decision_id(now)
+        profile = data.profile
+        with self.db.write() as session:
+            save_decision(
+                session,
+                Decision(
+                    id=decision_id,
+                    created_at=now,
+                    msisdn=msisdn,
+                    channel=request.channel,
+                    user_id=actor.user_id,
+                    role=actor.role,
+                    store_id=actor.store_id,
+                    known=profile is not None,
+                    segment=profile.segment if profile else None,
+                    data_version=active.id,
+                    catalog_hash=catalog.hash,
+                    events=";".join(events),
+                    customer_rule=proposal.customer_rule,
+                    customer_flags=";".join(profile.flags) if profile else "",
+                    campaign_id=campaign_id,
+                ),
+                [
+                    {
+                        "decision_id": decision_id,
+                        "offer_id": p.ranked.offer.id,
+                        "rank": rank,
+                        "score": p.ranked.score,
+                        "probability": p.ranked.probability,
+                    }
+                    for rank, p in enumerate(proposal.offers, start=1)
+                ],
+            )
+        zh = request.lang == "zh"
+        segment = catalog.segment(profile.segment) if profile else None
+        brand = catalog.brand(profile.brand) if profile else None
+        return DecisionResponse(
+            decision_id=decision_id,
+            msisdn=mask(msisdn),
+            known=profile is not None,
+            channel=request.channel,
+            segment=SegmentOut(
+                code=segment.code,
+                name=(segment.name_zh or segment.name) if zh else segment.name,
+                selling_point=(segment.selling_point_zh or segment.selling_point)
+                if zh
+                else segment.selling_point,
+            )
+            if segment
+            else None,
+            brand=((brand.name_zh or brand.name) if zh else brand.name) if brand else None,
+            data_version=active.id,
+            catalog_version=catalog.version,
+            created_at=now,
+            offers=[
+                OfferOut(
+                    rank=rank,
+                    offer_id=p.ranked.offer.id,
+                    name=(p.ranked.offer.name_zh or p.ranked.offer.name)
+                    if zh
+                    else p.ranked.offer.name,
+                    service=p.ranked.offer.service,
+                    price=p.ranked.offer.price,
+                    score=p.ranked.score,
+                    probability=p.ranked.probability,
+                    reasons=[r.text_zh if zh else r.text for r in p.ranked.reasons],
+                    reason_codes=[r.code for r in p.ranked.reasons],
+                    script=p.script,
+                )
+                for rank, p in enumerate(proposal.offers, start=1)
+            ],
+            notice=proposal.notice,
+            suppressed=[
+                SuppressedOut(offer_id=s.offer_id, rule=s.rule, detail=s.detail)
+                for s in proposal.suppressed
+            ],
+        )
+
+    def shown_offers(self, decision_id: str) -> tuple[Decision, list[DecisionOffer]]:
+        with self.db.read() as session:
+            decision = session.get(Decision, decision_id)
+            if decision is None:
+                raise NotFound(f"decision {decision_id!r} not found", field="decision_id")
+            offers = list(
+                session.query(DecisionOffer)
+                .filter(DecisionOffer.decision_id == decision_id)
+                .order_by(DecisionOffer.rank)
+            )
+        return decision, offers

@@ -1,0 +1,294 @@
+"""The outcome service: record what the customer said, once, durably.
+
+Everything one outcome changes (the outcome row, the pending subscription, the idempotency
+record) is written in one transaction, committed before the answer goes out. A retry with the
+same Idempotency-Key, or a second click on the same offer of the same decision, gets the first
+answer back and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nextbest.catalog import Catalog
+from nextbest.clock import Clock
+from nextbest.errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
+from nextbest.keys import Actor
+from nextbest.storage.db import Database
+from nextbest.storage.models import (
+    Decision,
+    DecisionOffer,
+    IdempotencyRecord,
+    Outcome,
+    ProvisioningJob,
+    Subscription,
+)
+from nextbest.storage.warehouse import NoDataLoaded, WarehouseReader
+from nextbest.wire import OutcomeRequest, OutcomeResponse, SubscriptionOut
+
+__all__ = ["OutcomeService", "Recorded"]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(OutcomeResponse).decode
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    status_code: int  # 201 written now; 200 a second click on an accepted offer
+    response: OutcomeResponse
+    replayed: bool = False  # the first answer to the same Idempotency-Key, nothing written
+
+
+class OutcomeService:
+    def __init__(self, db: Database, reader: WarehouseReader, clock: Clock) -> None:
+        self.db = db
+        self.reader = reader
+        self.clock = clock
+
+    def record(
+        self,
+        actor: Actor,
+        decision_id: str,
+        request: OutcomeRequest,
+        idempotency_key: str | None = None,
+    ) -> Recorded:
+        if idempotency_key is not None:
+            idempotency_key = idempotency_key.strip()
+            if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+                raise BadInput(
+                    f"Idempotency-Key: expected 1-{MAX_IDEMPOTENCY_KEY} characters",
+                    field="Idempotency-Key",
+                )
+        self._check_shape(request)
+        request_hash = hashlib.sha256(decision_id.encode() + b"\0" + _encode(request)).hexdigest()
+        # Read before the write transaction: never hold one connection while asking for another.
+        try:
+            catalog = self.reader.active().catalog
+        except NoDataLoaded as exc:
+            raise Unavailable(str(exc)) from None
+        # Concurrent writers on PostgreSQL may race to the unique indexes; the loser retries and
+        # then finds the winner's rows.
+        for attempt in range(3):
+            try:
+                with self.db.write() as session:
+                    return self._record(
+                        session,
+                        catalog,
+                        actor,
+                        decision_id,
+                        request,
+                        idempotency_key,
+                        request_hash,
+                    )
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _check_shape(self, request: OutcomeRequest) -> None:
+        now = self.clock.now()
+        if request.outcome == "callback":
+            if request.callback_at is None:
+                raise BadInput("callback_at: required when the outcome is callback", "callback_at")
+            if request.callback_at.tzinfo is None:
+                raise BadInput(
+                    "callback_at: needs a UTC offset, e.g. 2026-11-24T10:00:00+08:00",
+                    "callback_at",
+                )
+            if request.callback_at <= now:
+                raise BadInput("callback_at: must be in the future", "callback_at")
+        elif request.callback_at is not None:
+            raise BadInput("callback_at: only allowed with the outcome callback", "callback_at")
+
+    def _record(
+        self,
+        session: Session,
+        catalog: Catalog,
+        actor: Actor,
+        decision_id: str,
+        request: OutcomeRequest,
+        idempotency_key: str | None,
+        request_hash: str,
+    ) -> Recorded:
+        now = self.clock.now()
+        if idempotency_key is not None:
+            previous = session.get(IdempotencyRecord, (actor.user_id, idempotency_key))
+            if previous is not None:
+                if previous.request_hash != request_hash:
+                    raise Unprocessable(
+                        "Idempotency-Key was already used for a different request",
+                        field="Idempotency-Key",
+                    )
+                return Recorded(previous.status_code, _decode(previous.body), replayed=True)
+        decision = session.get(Decision, decision_id)
+        if decision is None:
+            raise NotFound(f"decision {decision_id!r} not found", field="decision_id")
+        shown = session.get(DecisionOffer, (decision_id, request.offer_id))
+        if shown is None:
+            raise Unprocessable(
+                f"offer_id: {request.offer_id!r} was not offered in decision {decision_id}",
+                field="offer_id",
+            )
+        reason = request.reason.strip() if request.reason else None
+        if request.outcome == "accepted":
+            existing = session.scalar(
+                select(Subscription).where(
+                    Subscription.msisdn == decision.msisdn,
+                    Subscription.offer_id == request.offer_id,
+                    Subscription.status.in_(("pending", "active")),
+                )
+            )
+            if existing is not None:
+                if existing.decision_id == decision_id:
+                    # A second click on the same button: the sale already stands.
+                    first = session.get(Outcome, existing.outcome_id)
+                    assert first is not None
+                    recorded = Recorded(200, _response(first, existing))
+                    self._remember(session, actor, idempotency_key, request_hash, recorded, now)
+                    return recorded
+                raise Conflict(
+                    f"offer_id: the customer already holds {request.offer_id!r} "
+                    f"(subscription {existing.id}, {existing.status})",
+                    field="offer_id",
+                )
+        outcome = Outcome(
+            decision_id=decision_id,
+            offer_id=request.offer_id,
+            msisdn=decision.msisdn,
+            channel=decision.channel,
+            outcome=request.outcome,
+            reason=reason,
+            callback_at=request.callback_at,
+            user_id=actor.user_id,
+            store_id=actor.store_id,
+            created_at=now,
+        )
+        session.add(outcome)
+        session.flush()
+        subscription: Subscription | None = None
+        if request.outcome == "accepted":
+            offer = catalog.offer(request.offer_id)
+            subscription = Subscription(
+                msisdn=decision.msisdn,
+                offer_id=request.offer_id,
+                service=offer.service if offer else "",
+                decision_id=decision_id,
+                outcome_id=outcome.id,
+                user_id=actor.user_id,
+                store_id=actor.store_id,
+                channel=decision.channel,
+                status="pending",
+                created_at=now,
+                updated_at=now,
+                price=offer.price if offer else 0.0,
+            )
+            session.add(subscription)
+            session.flush()
+            # The outbox: committed with the outcome, delivered by the worker.
+            session.add(
+                ProvisioningJob(
+                    subscription_id=subscription.id,
+                    idempotency_key=f"nb-sub-{subscription.id}-{decision_id[-12:]}",
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+        recorded = Recorded(201, _response(outcome, subscription))
+        self._remember(session, actor, idempotency_key, request_hash, recorded, now)
+        return recorded
+
+    @staticmethod
+    def _remember(
+        session: Session,
+        actor: Actor,
+        key: str | None,
+        request_hash: str,
+        recorded: Recorded,
+        now: object,
+    ) -> None:
+        if key is None:
+            return
+        session.add(
+            IdempotencyRecord(
+                user_id=actor.user_id,
+                key=key,
+                request_hash=request_hash,
+                status_code=recorded.status_code,
+                body=_encode(recorded.response),
+                created_at=now,
+            )
+        )
+        session.flush()
+
+    def subscription(self, subscription_id: int) -> SubscriptionOut:
+        with self.db.read() as session:
+            row = session.get(Subscription, subscription_id)
+            if row is None:
+                raise NotFound(f"subscription {subscription_id} not found", field="id")
+            return _subscription_out(row)
+
+    def retry(self, subscription_id: int) -> SubscriptionOut:
+        """An admin sends a failed sale to provisioning again, from a fresh attempt count."""
+        now = self.clock.now()
+        with self.db.write() as session:
+            row = session.get(Subscription, subscription_id)
+            if row is None:
+                raise NotFound(f"subscription {subscription_id} not found", field="id")
+            if row.status != "failed":
+                raise Conflict(
+                    f"subscription {subscription_id} is {row.status}; only a failed one is retried"
+                )
+            job = session.scalar(
+                select(ProvisioningJob).where(ProvisioningJob.subscription_id == subscription_id)
+            )
+            clash = session.scalar(
+                select(Subscription.id).where(
+                    Subscription.msisdn == row.msisdn,
+                    Subscription.offer_id == row.offer_id,
+                    Subscription.status.in_(("pending", "active")),
+                )
+            )
+            if clash is not None:
+                raise Conflict(f"the customer already has subscription {clash} for this offer")
+            row.status = "pending"
+            row.status_reason = None
+            row.updated_at = now
+            if job is not None:
+                job.status = "pending"
+                job.attempts = 0
+                job.next_attempt_at = now
+                job.lease_until = None
+                job.updated_at = now
+            session.flush()
+            return _subscription_out(row)
+
+
+def _subscription_out(row: Subscription) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=row.id,
+        offer_id=row.offer_id,
+        status=row.status,
+        status_reason=row.status_reason,
+        created_at=row.created_at,
+    )
+
+
+def _response(outcome: Outcome, subscription: Subscription | None) -> OutcomeResponse:
+    return OutcomeResponse(
+        outcome_id=outcome.id,
+        decision_id=outcome.decision_id,
+        offer_id=outcome.offer_id,
+        outcome=outcome.outcome,
+        recorded_at=outcome.created_at,
+        recorded_by=outcome.user_id,
+        subscription=_subscription_out(subscription) if subscription else None,
+    )

@@ -1,0 +1,113 @@
+"""The database handle: engines, SQLite pragmas, and read/write sessions.
+
+SQLite serves many readers and one writer: write transactions start with BEGIN IMMEDIATE so
+two writers queue on the lock instead of failing half-way; reads never block in WAL mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from nextbest.settings import Settings
+from nextbest.storage import tables
+from nextbest.storage.models import Base
+
+__all__ = ["Database"]
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+        self.is_sqlite = settings.is_sqlite
+        if self.is_sqlite:
+            path = settings.sqlite_path()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self.reader = self._sqlite_engine(settings, immediate=False)
+            self.writer = self._sqlite_engine(settings, immediate=True)
+        else:
+            url = self.url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            self.reader = create_engine(
+                url,
+                echo=settings.sql_echo,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_pool_size,
+                pool_pre_ping=True,
+            )
+            self.writer = self.reader
+        self._read = sessionmaker(self.reader, expire_on_commit=False)
+        self._write = sessionmaker(self.writer, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_engine(settings: Settings, *, immediate: bool) -> Engine:
+        engine = (
+            create_engine(
+                settings.database_url,
+                echo=settings.sql_echo,
+                # One connection per thread, kept: opening a SQLite file is cheap but not free.
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_pool_size * 2,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            if settings.sqlite_path() is not None
+            else create_engine(settings.database_url, poolclass=NullPool)
+        )
+        synchronous = settings.sqlite_synchronous
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA mmap_size=1073741824")
+            cursor.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    def create_schema(self) -> None:
+        assert tables.models is not None  # every table module is imported
+        Base.metadata.create_all(self.writer)
+
+    def has_schema(self) -> bool:
+        return inspect(self.reader).has_table("data_versions")
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: committed on normal exit, rolled back on any exception."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.reader.dispose()
+        if self.writer is not self.reader:
+            self.writer.dispose()
+
+    def sqlite_file(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        return Path(self.url.split(":///", 1)[1])

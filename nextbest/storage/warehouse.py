@@ -1,0 +1,144 @@
+"""Reads of the active warehouse version: catalog, profile, affinities, contacts.
+
+A version never changes once active, so everything read from it is cached under its id (a swap
+can never serve a mix of versions); which version is active is re-read every few seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+import msgspec
+from cachetools import LRUCache
+from sqlalchemy import select
+
+from nextbest.catalog import Catalog, parse_catalog
+from nextbest.records import ContactEvent, Profile
+from nextbest.storage.db import Database
+from nextbest.storage.models import Affinity, DataVersion, ProfileRow, WarehouseContact
+
+__all__ = ["ActiveVersion", "CustomerData", "NoDataLoaded", "VersionRetired", "WarehouseReader"]
+
+
+class NoDataLoaded(RuntimeError):
+    """No extract has been loaded yet: run ``nextbest load DIR``."""
+
+
+class VersionRetired(RuntimeError):
+    """The version asked for was swapped out (and its rows dropped) since it was read as
+    active; ask ``active()`` again, which now re-reads it."""
+
+
+class ActiveVersion(msgspec.Struct, frozen=True):
+    id: int
+    catalog: Catalog
+    loaded_at: datetime | None
+
+
+class CustomerData(msgspec.Struct, frozen=True):
+    profile: Profile | None
+    affinities: dict[str, float]
+    contacts: tuple[ContactEvent, ...]
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(value.split(";")) if value else ()
+
+
+def profile_from_row(row: ProfileRow) -> Profile:
+    lifecycle = dict(pair.split(":", 1) for pair in _split(row.lifecycle))
+    return Profile(
+        msisdn=row.msisdn,
+        segment=row.segment,
+        brand=row.brand,
+        region=row.region,
+        store_id=row.store_id,
+        arpu=row.arpu,
+        handset=_split(row.handset),
+        subscriptions=_split(row.subscriptions),
+        lifecycle=lifecycle,
+        channel_pref=_split(row.channel_pref),
+        flags=_split(row.flags),
+    )
+
+
+class WarehouseReader:
+    def __init__(self, db: Database, *, cache_size: int, version_check_seconds: float) -> None:
+        self.db = db
+        self._check_every = version_check_seconds
+        self._lock = threading.Lock()
+        self._active: ActiveVersion | None = None
+        self._checked_at = 0.0
+        self._catalogs: dict[int, Catalog] = {}
+        self._customers: LRUCache[tuple[int, str], CustomerData] = LRUCache(maxsize=cache_size)
+        self.hits = 0
+        self.misses = 0
+
+    def active(self) -> ActiveVersion:
+        now = time.monotonic()
+        active = self._active
+        if active is not None and now - self._checked_at < self._check_every:
+            return active
+        with self.db.read() as session:
+            row = session.execute(
+                select(DataVersion.id, DataVersion.activated_at).where(
+                    DataVersion.status == "active"
+                )
+            ).first()
+            if row is None:
+                raise NoDataLoaded("no warehouse extract is loaded: run `nextbest load DIR`")
+            version_id, activated_at = row
+            catalog = self._catalogs.get(version_id)
+            if catalog is None:
+                toml = session.scalar(
+                    select(DataVersion.catalog_toml).where(DataVersion.id == version_id)
+                )
+                assert toml is not None
+                catalog = parse_catalog(toml, f"catalog of data version {version_id}")
+        with self._lock:
+            self._catalogs = {version_id: catalog}
+            self._active = ActiveVersion(version_id, catalog, activated_at)
+            self._checked_at = now
+            return self._active
+
+    def customer(self, version_id: int, msisdn: str) -> CustomerData:
+        key = (version_id, msisdn)
+        cached = self._customers.get(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        with self.db.read() as session:
+            row = session.get(ProfileRow, (version_id, msisdn))
+            profile = profile_from_row(row) if row is not None else None
+            affinities = {
+                offer_id: score
+                for offer_id, score in session.execute(
+                    select(Affinity.offer_id, Affinity.score).where(
+                        Affinity.version_id == version_id, Affinity.msisdn == msisdn
+                    )
+                )
+            }
+            contacts = tuple(
+                ContactEvent(channel=c.channel, kind=c.kind, at=c.at, offer_id=c.offer_id)
+                for c in session.scalars(
+                    select(WarehouseContact).where(
+                        WarehouseContact.version_id == version_id,
+                        WarehouseContact.msisdn == msisdn,
+                    )
+                )
+            )
+            # Read last: a load drops a version's rows only after retiring it, so if it is still
+            # active now, every read above saw its rows whole (not "unknown" for lack of them).
+            status = session.scalar(select(DataVersion.status).where(DataVersion.id == version_id))
+        if status != "active":
+            with self._lock:
+                if self._active is not None and self._active.id == version_id:
+                    self._active = None
+            raise VersionRetired(f"data version {version_id} is no longer active")
+        data = CustomerData(profile, affinities, contacts)
+        with self._lock:
+            self._customers[key] = data
+        return data

@@ -1,0 +1,428 @@
+"""Decision service benchmark: the real server against a bare Litestar endpoint, side by side.
+
+One command: generate (or reuse) a synthetic operator of --size subscribers, load it into
+SQLite or PostgreSQL, start `nextbest serve` with --workers uvicorn workers, warm it, drive it
+with wrk over loopback for --duration seconds, then the same for the bare endpoint
+(scripts/bench/bare_app.py) served the same way, --runs times alternating; then durable
+outcomes/s, server-side latency at half the saturating load, and peak RSS per worker.
+Prints a table of medians and writes var/bench/results-<db>-<size>.json.
+
+    python scripts/bench/run.py --size 200000 --db sqlite
+    python scripts/bench/run.py --size 1000000 --db postgres --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+VAR = ROOT / "var" / "bench"
+PG_BASE = os.environ.get("NEXTBEST_BENCH_PG", "postgresql://127.0.0.1:5432")
+
+DONE_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,'
+    .. '"p50":%d,"p90":%d,"p99":%d,"p999":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9)))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def nextbest(args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "nextbest.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"nextbest {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def prepare(size: int, seed: int, db: str) -> tuple[dict[str, str], Path]:
+    """Extract generated once per (size, seed); database loaded once per (db, size, seed)."""
+    VAR.mkdir(parents=True, exist_ok=True)
+    extract = VAR / f"extract-{size}-{seed}"
+    marker = extract / ".complete"
+    env = {**os.environ, "NEXTBEST_LOG_LEVEL": "warning"}
+    if not marker.is_file():
+        shutil.rmtree(extract, ignore_errors=True)
+        say(f"generating {size} subscribers ...")
+        started = time.perf_counter()
+        nextbest(["generate", "--out", str(extract), "--size", str(size), "--seed", str(seed)], env)
+        say(f"  generated in {time.perf_counter() - started:.1f}s")
+        marker.write_text("ok")
+    if db == "sqlite":
+        path = VAR / f"nextbest-{size}-{seed}.db"
+        env["NEXTBEST_DATABASE_URL"] = f"sqlite:///{path}"
+        loaded = VAR / f".loaded-sqlite-{size}-{seed}"
+    else:
+        import psycopg
+
+        name = f"nextbest_bench_{size}_{seed}"
+        env["NEXTBEST_DATABASE_URL"] = f"{PG_BASE}/{name}"
+        loaded = VAR / f".loaded-pg-{size}-{seed}"
+        with psycopg.connect(f"{PG_BASE}/test", autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+                loaded.unlink(missing_ok=True)
+    if not loaded.is_file():
+        say(f"loading into {db} ...")
+        started = time.perf_counter()
+        out = nextbest(["load", str(extract)], env)
+        say(f"  {out.strip()} (wall {time.perf_counter() - started:.1f}s)")
+        loaded.write_text("ok")
+    return env, extract
+
+
+def sample_numbers(extract: Path, count: int, seed: int) -> list[str]:
+    numbers: list[str] = []
+    with (extract / "profiles.csv").open() as handle:
+        next(handle)
+        for line in handle:
+            numbers.append(line.split(",", 1)[0])
+    rng = random.Random(seed)
+    picked = rng.sample(numbers, min(count, len(numbers)))
+    # A few unknown numbers too, as at a real counter.
+    picked += [f"1700000{i:04d}" for i in range(max(1, len(picked) // 50))]
+    return picked
+
+
+def decision_lua(numbers: list[str], key: str, path: Path) -> None:
+    table = ",".join(f'"{n}"' for n in numbers)
+    path.write_text(
+        f"local numbers = {{{table}}}\n"
+        f'local headers = {{["Content-Type"]="application/json", '
+        f'["Authorization"]="Bearer {key}"}}\n'
+        "math.randomseed(7)\n"
+        "request = function()\n"
+        "  local n = numbers[math.random(#numbers)]\n"
+        '  return wrk.format("POST", "/v1/decisions", headers, '
+        '\'{"msisdn":"\' .. n .. \'","channel":"store"}\')\n'
+        "end\n" + DONE_LUA
+    )
+
+
+def outcome_lua(pairs: list[tuple[str, str]], key: str, path: Path) -> None:
+    table = ",".join(f'{{"{d}","{o}"}}' for d, o in pairs)
+    path.write_text(
+        f"local pairs_ = {{{table}}}\n"
+        f'local headers = {{["Content-Type"]="application/json", '
+        f'["Authorization"]="Bearer {key}"}}\n'
+        "math.randomseed(11)\n"
+        "request = function()\n"
+        "  local p = pairs_[math.random(#pairs_)]\n"
+        '  return wrk.format("POST", "/v1/decisions/" .. p[1] .. "/outcomes", headers, '
+        '\'{"offer_id":"\' .. p[2] .. \'","outcome":"presented"}\')\n'
+        "end\n" + DONE_LUA
+    )
+
+
+class Server:
+    def __init__(self, command: list[str], env: dict[str, str], port: int, log: Path) -> None:
+        self.command = command
+        self.env = env
+        self.port = port
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    time.sleep(0.5)  # let every worker come up
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("server did not start in 60 s")
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid:
+                pids.append(int(entry.name))
+        return pids or [self.proc.pid]
+
+    def peak_rss_mb(self) -> list[float]:
+        peaks = []
+        for pid in self.worker_pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+            except OSError:
+                pass
+        return peaks
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def uvicorn_command(target: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+        "--no-access-log",
+    ]  # fmt: skip
+
+
+def wrk(port: int, script: Path, duration: float, connections: int, threads: int) -> dict[str, Any]:
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration}s",
+            "-s",
+            str(script),
+            "--timeout",
+            "10s",
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("WRK "):
+            data: dict[str, Any] = json.loads(line[4:])
+            data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+            return data
+    raise SystemExit(f"wrk printed no summary:\n{result.stdout}\n{result.stderr}")
+
+
+async def paced(
+    url: str, key: str, numbers: list[str], rate: float, duration: float
+) -> list[float]:
+    """Open-loop load at `rate` requests/s; returns the server-side durations (ms)."""
+    durations: list[float] = []
+    rng = random.Random(5)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+
+        async def one() -> None:
+            body = {"msisdn": rng.choice(numbers), "channel": "store"}
+            response = await client.post("/v1/decisions", json=body, headers=headers)
+            timing = response.headers.get("server-timing", "")
+            if response.status_code == 200 and "dur=" in timing:
+                durations.append(float(timing.split("dur=")[1]))
+
+        tasks = []
+        started = time.perf_counter()
+        n = 0
+        while (elapsed := time.perf_counter() - started) < duration:
+            due = int(elapsed * rate)
+            while n < due:
+                tasks.append(asyncio.create_task(one()))
+                n += 1
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*tasks)
+    return durations
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def make_decisions(
+    env: dict[str, str], key: str, numbers: list[str], port: int, count: int
+) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        for n in numbers[:count]:
+            response = client.post(
+                "/v1/decisions",
+                json={"msisdn": n, "channel": "store"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            body = response.json()
+            for offer in body.get("offers", []):
+                pairs.append((body["decision_id"], offer["offer_id"]))
+    return pairs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--half-load-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+    env, extract = prepare(args.size, args.seed, args.db)
+    key = nextbest(
+        ["keys", "create", "--role", "clerk", "--user", "bench", "--store", "B-1"], env
+    ).strip()
+    numbers = sample_numbers(extract, 20_000, args.seed)
+    work = VAR / f"work-{args.db}-{args.size}"
+    work.mkdir(parents=True, exist_ok=True)
+    decision_lua(numbers, key, work / "decisions.lua")
+    (work / "bare.lua").write_text((work / "decisions.lua").read_text())
+    log = work / "server.log"
+    log.unlink(missing_ok=True)
+    server_env = {**env, "PYTHONPATH": str(ROOT / "scripts" / "bench")}
+    decisions: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    rss: list[float] = []
+
+    for run in range(1, args.runs + 1):
+        port = free_port()
+        with Server(
+            uvicorn_command("nextbest.api.asgi:app_from_env", port, args.workers),
+            server_env,
+            port,
+            log,
+        ) as server:
+            wrk(port, work / "decisions.lua", 3, args.connections, args.threads)  # warm
+            decisions.append(
+                wrk(port, work / "decisions.lua", args.duration, args.connections, args.threads)
+            )
+            rss = max(rss, server.peak_rss_mb(), key=lambda r: max(r, default=0))
+        port = free_port()
+        with Server(
+            uvicorn_command("bare_app:app_factory", port, args.workers), server_env, port, log
+        ):
+            wrk(port, work / "bare.lua", 3, args.connections, args.threads)
+            bare.append(wrk(port, work / "bare.lua", args.duration, args.connections, args.threads))
+        say(f"run {run}: decisions {decisions[-1]['rps']:.0f}/s, bare {bare[-1]['rps']:.0f}/s")
+
+    port = free_port()
+    with Server(
+        uvicorn_command("nextbest.api.asgi:app_from_env", port, args.workers), server_env, port, log
+    ) as server:
+        saturating = statistics.median(d["rps"] for d in decisions)
+        durations = asyncio.run(
+            paced(f"http://127.0.0.1:{port}", key, numbers, saturating / 2, args.half_load_seconds)
+        )
+        pairs = make_decisions(env, key, numbers, port, 2000)
+        outcome_lua(pairs, key, work / "outcomes.lua")
+        outcomes = [
+            wrk(port, work / "outcomes.lua", args.duration, args.connections, args.threads)
+            for _ in range(args.runs)
+        ]
+        rss = max(rss, server.peak_rss_mb(), key=lambda r: max(r, default=0))
+
+    med = statistics.median
+    result = {
+        "db": args.db,
+        "size": args.size,
+        "workers": args.workers,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "runs": args.runs,
+        "decisions_per_s": med(d["rps"] for d in decisions),
+        "bare_per_s": med(b["rps"] for b in bare),
+        "ratio": med(d["rps"] / b["rps"] for d, b in zip(decisions, bare, strict=True)),
+        "decision_latency_ms": {
+            q: med(d[k] for d in decisions) / 1000
+            for q, k in (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p999"))
+        },
+        "decision_errors": sum(d["errors"] + d["non2xx"] for d in decisions),
+        "half_load_rate": round(saturating / 2),
+        "half_load_server_ms": {
+            "requests": len(durations),
+            "p50": percentile(durations, 50),
+            "p99": percentile(durations, 99),
+            "p99.9": percentile(durations, 99.9),
+        },
+        "outcomes_per_s": med(o["rps"] for o in outcomes),
+        "outcome_errors": sum(o["errors"] + o["non2xx"] for o in outcomes),
+        "peak_rss_mb_per_worker": [round(r, 1) for r in rss],
+    }
+    out = VAR / f"results-{args.db}-{args.size}.json"
+    out.write_text(json.dumps(result, indent=2))
+    lat = result["decision_latency_ms"]
+    half = result["half_load_server_ms"]
+    print(
+        f"\nnextbest bench: {args.db}, {args.size} subscribers, {args.workers} workers, "
+        f"{args.connections} connections, {args.duration:.0f}s x {args.runs} runs (medians)\n"
+        f"  decisions/s        {result['decisions_per_s']:.0f}\n"
+        f"  bare endpoint/s    {result['bare_per_s']:.0f}\n"
+        f"  ratio              {result['ratio']:.2f}\n"
+        f"  latency ms (client, saturated)  p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
+        f"p99 {lat['p99']:.2f}  p99.9 {lat['p99.9']:.2f}\n"
+        f"  server-side ms at {result['half_load_rate']}/s (half load)  p50 {half['p50']:.2f}  "
+        f"p99 {half['p99']:.2f}  p99.9 {half['p99.9']:.2f}  ({half['requests']} requests)\n"
+        f"  durable outcomes/s {result['outcomes_per_s']:.0f}\n"
+        f"  errors             decisions {result['decision_errors']}, "
+        f"outcomes {result['outcome_errors']}\n"
+        f"  peak RSS per worker MB {result['peak_rss_mb_per_worker']}\n"
+        f"  written to {out.relative_to(ROOT)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
