@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from nextbest.records import ContactEvent
-from nextbest.storage.models import Decision, DecisionOffer, Outcome, Subscription
+from nextbest.storage.models import Decision, DecisionOffer
+from nextbest.storage.raw import fetch, utc
 
 __all__ = ["live_history", "save_decision"]
 
 
+_HISTORY_SQL = (
+    "SELECT channel, outcome, created_at, offer_id FROM outcomes "
+    "WHERE msisdn = ? AND created_at >= ? "
+    "UNION ALL "
+    "SELECT channel, 'accepted', created_at, offer_id FROM subscriptions "
+    "WHERE msisdn = ? AND status IN ('pending', 'active')"
+)
+
+
 def live_history(session: Session, msisdn: str, since: datetime) -> list[ContactEvent]:
     """Outcomes recorded here since ``since``, plus every live subscription (held for good)."""
-    events = [
-        ContactEvent(channel=channel, kind=outcome, at=at, offer_id=offer_id, source="nextbest")
-        for channel, outcome, at, offer_id in session.execute(
-            select(Outcome.channel, Outcome.outcome, Outcome.created_at, Outcome.offer_id).where(
-                Outcome.msisdn == msisdn, Outcome.created_at >= since
-            )
-        )
+    bound: object = since
+    if session.get_bind().dialect.name == "sqlite":
+        # Compare as SQLite stores UtcDateTime: naive UTC text.
+        bound = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return [
+        ContactEvent(channel=channel, kind=kind, at=utc(at), offer_id=offer_id, source="nextbest")
+        for channel, kind, at, offer_id in fetch(session, _HISTORY_SQL, (msisdn, bound, msisdn))
     ]
-    events += [
-        ContactEvent(channel=channel, kind="accepted", at=at, offer_id=offer_id, source="nextbest")
-        for channel, at, offer_id in session.execute(
-            select(Subscription.channel, Subscription.created_at, Subscription.offer_id).where(
-                Subscription.msisdn == msisdn,
-                Subscription.status.in_(("pending", "active")),
-            )
-        )
-    ]
-    return events
 
 
 def save_decision(session: Session, decision: Decision, offers: list[dict[str, object]]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from cachetools import LRUCache
@@ -17,7 +18,8 @@ from sqlalchemy import select
 from nextbest.catalog import Catalog, parse_catalog
 from nextbest.records import ContactEvent, Profile
 from nextbest.storage.db import Database
-from nextbest.storage.models import Affinity, DataVersion, ProfileRow, WarehouseContact
+from nextbest.storage.models import DataVersion, ProfileRow
+from nextbest.storage.raw import fetch, utc
 
 __all__ = ["ActiveVersion", "CustomerData", "NoDataLoaded", "VersionRetired", "WarehouseReader"]
 
@@ -45,6 +47,35 @@ class CustomerData(msgspec.Struct, frozen=True):
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(value.split(";")) if value else ()
+
+
+_PROFILE_SQL = (
+    "SELECT msisdn, segment, brand, region, store_id, arpu, handset, subscriptions, lifecycle, "
+    "channel_pref, flags FROM profiles WHERE version_id = ? AND msisdn = ?"
+)
+_AFFINITY_SQL = "SELECT offer_id, score FROM affinities WHERE version_id = ? AND msisdn = ?"
+_CONTACTS_SQL = (
+    "SELECT channel, kind, at, offer_id FROM warehouse_contacts WHERE version_id = ? AND msisdn = ?"
+)
+_STATUS_SQL = "SELECT status FROM data_versions WHERE id = ?"
+
+
+def profile_from_values(values: tuple[Any, ...]) -> Profile:
+    """A profile from a profiles row's columns, in _PROFILE_SQL's order."""
+    msisdn, segment, brand, region, store_id, arpu, handset, subs, lifecycle, prefs, flags = values
+    return Profile(
+        msisdn=msisdn,
+        segment=segment,
+        brand=brand,
+        region=region,
+        store_id=store_id,
+        arpu=arpu,
+        handset=_split(handset),
+        subscriptions=_split(subs),
+        lifecycle=dict(pair.split(":", 1) for pair in _split(lifecycle)),
+        channel_pref=_split(prefs),
+        flags=_split(flags),
+    )
 
 
 def profile_from_row(row: ProfileRow) -> Profile:
@@ -111,28 +142,19 @@ class WarehouseReader:
             return cached
         self.misses += 1
         with self.db.read() as session:
-            row = session.get(ProfileRow, (version_id, msisdn))
-            profile = profile_from_row(row) if row is not None else None
-            affinities = {
-                offer_id: score
-                for offer_id, score in session.execute(
-                    select(Affinity.offer_id, Affinity.score).where(
-                        Affinity.version_id == version_id, Affinity.msisdn == msisdn
-                    )
-                )
-            }
+            rows = fetch(session, _PROFILE_SQL, (version_id, msisdn))
+            profile = profile_from_values(rows[0]) if rows else None
+            affinities = dict(fetch(session, _AFFINITY_SQL, (version_id, msisdn)))
             contacts = tuple(
-                ContactEvent(channel=c.channel, kind=c.kind, at=c.at, offer_id=c.offer_id)
-                for c in session.scalars(
-                    select(WarehouseContact).where(
-                        WarehouseContact.version_id == version_id,
-                        WarehouseContact.msisdn == msisdn,
-                    )
+                ContactEvent(channel=channel, kind=kind, at=utc(at), offer_id=offer_id)
+                for channel, kind, at, offer_id in fetch(
+                    session, _CONTACTS_SQL, (version_id, msisdn)
                 )
             )
             # Read last: a load drops a version's rows only after retiring it, so if it is still
             # active now, every read above saw its rows whole (not "unknown" for lack of them).
-            status = session.scalar(select(DataVersion.status).where(DataVersion.id == version_id))
+            status_rows = fetch(session, _STATUS_SQL, (version_id,))
+            status = status_rows[0][0] if status_rows else None
         if status != "active":
             with self._lock:
                 if self._active is not None and self._active.id == version_id:
