@@ -94,7 +94,7 @@ class DecisionService:
         )
         decision_id = new_decision_id(now)
         profile = data.profile
-        with self.db.write() as session:
+        with self.db.write(durable=False) as session:
             save_decision(
                 session,
                 Decision(

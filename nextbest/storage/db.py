@@ -35,6 +35,9 @@ class Database:
                 path.parent.mkdir(parents=True, exist_ok=True)
             self.reader = self._sqlite_engine(settings, immediate=False)
             self.writer = self._sqlite_engine(settings, immediate=True)
+            # Impressions (decisions served) need not wait for an fsync: WAL keeps them
+            # through a process crash; the next durable commit syncs them too.
+            self.fast_writer = self._sqlite_engine(settings, immediate=True, synchronous="NORMAL")
         else:
             url = self.url
             if url.startswith("postgresql://"):
@@ -47,14 +50,18 @@ class Database:
                 pool_pre_ping=True,
             )
             self.writer = self.reader
+            self.fast_writer = self.reader
         sqlite_path = settings.sqlite_path() if self.is_sqlite else None
         self._lock_path = f"{sqlite_path}.writelock" if sqlite_path is not None else None
         self._thread_lock = threading.Lock()
         self._read = sessionmaker(self.reader, expire_on_commit=False)
         self._write = sessionmaker(self.writer, expire_on_commit=False)
+        self._fast_write = sessionmaker(self.fast_writer, expire_on_commit=False)
 
     @staticmethod
-    def _sqlite_engine(settings: Settings, *, immediate: bool) -> Engine:
+    def _sqlite_engine(
+        settings: Settings, *, immediate: bool, synchronous: str | None = None
+    ) -> Engine:
         engine = (
             create_engine(
                 settings.database_url,
@@ -67,7 +74,7 @@ class Database:
             if settings.sqlite_path() is not None
             else create_engine(settings.database_url, poolclass=NullPool)
         )
-        synchronous = settings.sqlite_synchronous
+        synchronous = synchronous or settings.sqlite_synchronous
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -103,9 +110,18 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One transaction: committed on normal exit, rolled back on any exception."""
-        with self.write_lock(), self._write() as session, session.begin():
+    def write(self, *, durable: bool = True) -> Iterator[Session]:
+        """One transaction: committed on normal exit, rolled back on any exception.
+
+        ``durable=False`` is for records whose loss in a power cut (not a process crash) is
+        acceptable, such as the impression of a decision: the commit does not wait for the
+        disk (SQLite synchronous=NORMAL in WAL mode, PostgreSQL synchronous_commit=off).
+        Anything a person was told was recorded (an outcome) is written durably.
+        """
+        factory = self._write if durable else self._fast_write
+        with self.write_lock(), factory() as session, session.begin():
+            if not durable and not self.is_sqlite:
+                session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield session
 
     @contextmanager
@@ -133,6 +149,8 @@ class Database:
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()
+        if self.fast_writer is not self.reader:
+            self.fast_writer.dispose()
 
     def sqlite_file(self) -> Path | None:
         if not self.is_sqlite:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from nextbest.records import ContactEvent
 from nextbest.storage.models import Decision, DecisionOffer
-from nextbest.storage.raw import fetch, utc
+from nextbest.storage.raw import fetch, insert_rows, utc
 
 __all__ = ["live_history", "save_decision"]
 
@@ -35,8 +34,19 @@ def live_history(session: Session, msisdn: str, since: datetime) -> list[Contact
     ]
 
 
+# (column, scalar default applied where the Decision was built without it, as a flush would)
+_DECISION_COLUMNS = tuple(
+    (c.key, c.default.arg if c.default is not None and c.default.is_scalar else None)
+    for c in Decision.__table__.columns
+)
+
+
 def save_decision(session: Session, decision: Decision, offers: list[dict[str, object]]) -> None:
-    session.add(decision)
-    session.flush()
-    if offers:
-        session.execute(insert(DecisionOffer), offers)
+    """Store the impression: the decision row and the offers shown, with plain SQL (this runs
+    on every decision; the ORM's unit of work costs more than the insert)."""
+    row = {}
+    for column, default in _DECISION_COLUMNS:
+        value = getattr(decision, column)
+        row[column] = default if value is None else value
+    insert_rows(session, Decision.__table__, [row])  # type: ignore[arg-type]
+    insert_rows(session, DecisionOffer.__table__, offers)  # type: ignore[arg-type]

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-__all__ = ["fetch", "utc"]
+__all__ = ["fetch", "insert_rows", "utc"]
 
 _SQL_CACHE: dict[tuple[str, str], str] = {}
 
@@ -44,3 +45,37 @@ def utc(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+_INSERT_CACHE: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (dicts keyed by column name, all with the same keys) into ``table`` in
+    the session's transaction, in one executemany. Values are converted as the ORM would store
+    them on SQLite (aware datetimes as naive UTC text)."""
+    if not rows:
+        return
+    name = session.get_bind().dialect.name
+    columns = tuple(rows[0])
+    key = (name, table.name, columns)
+    sql = _INSERT_CACHE.get(key)
+    if sql is None:
+        marks = ", ".join("?" if name == "sqlite" else "%s" for _ in columns)
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        _INSERT_CACHE[key] = sql
+    sqlite = name == "sqlite"
+    values = [tuple(_value(row[c], sqlite) for c in columns) for row in rows]
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.executemany(sql, values)
+    finally:
+        cursor.close()
+
+
+def _value(value: Any, sqlite: bool) -> Any:
+    if sqlite and isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC datetimes")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
