@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from nextbest.storage.db import Database
 from nextbest.storage.models import ApiKey
+from nextbest.storage.raw import fetch, utc
 
 __all__ = ["ROLES", "Actor", "Role", "authenticate", "create_key", "hash_key", "list_keys"]
 
@@ -65,14 +66,24 @@ def create_key(
     return key
 
 
+_AUTH_SQL = (
+    "SELECT id, user_id, role, store_id, expires_at, revoked_at FROM api_keys WHERE key_hash = ?"
+)
+
+
 def authenticate(db: Database, key: str, now: datetime) -> Actor | None:
+    """Every request asks the database (no cache), so a revoked key fails at once on every
+    node; plain SQL keeps that to one indexed lookup."""
     with db.read() as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    if row is None or row.revoked_at is not None:
+        rows = fetch(session, _AUTH_SQL, (hash_key(key),))
+    if not rows:
         return None
-    if row.expires_at is not None and row.expires_at <= now:
+    key_id, user_id, role, store_id, expires_at, revoked_at = rows[0]
+    if revoked_at is not None:
         return None
-    return Actor(key_id=row.id, user_id=row.user_id, role=row.role, store_id=row.store_id)
+    if expires_at is not None and utc(expires_at) <= now:
+        return None
+    return Actor(key_id=key_id, user_id=user_id, role=role, store_id=store_id)
 
 
 def list_keys(db: Database) -> list[ApiKey]:
