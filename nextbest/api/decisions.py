@@ -25,13 +25,17 @@ __all__ = ["ROUTES"]
     summary="Rank the offers this customer may be pitched now",
     tags=["decisions"],
     guards=[requires(*FRONT_LINE)],
-    sync_to_thread=True,
+    sync_to_thread=False,
     status_code=200,
 )
 def create_decision(
     data: JSONBody[DecisionRequest], services: ServicesDep, actor: ActorDep
 ) -> DecisionResponse:
-    """The clerk or agent is the key's user; the decision is stored before it is returned."""
+    """The clerk or agent is the key's user; the decision is stored before it is returned.
+
+    Runs on the event loop, not in a thread: it is about a millisecond of CPU (indexed reads,
+    one insert that does not wait for the disk), and under load the thread pool's GIL
+    hand-overs cost more than the work (measured: p50 16 ms at half load in threads)."""
     return services.decisions.decide(actor, data)
 
 
