@@ -188,7 +188,11 @@ class Server:
             except OSError:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.proc.pid:
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if ppid == self.proc.pid and b"resource_tracker" not in cmdline:
                 pids.append(int(entry.name))
         return pids or [self.proc.pid]
 
