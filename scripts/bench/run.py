@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-VAR = ROOT / "var" / "bench"
+VAR = Path(os.environ.get("NEXTBEST_BENCH_DIR", ROOT / "var" / "bench"))
 PG_BASE = os.environ.get("NEXTBEST_BENCH_PG", "postgresql://127.0.0.1:5432")
 
 DONE_LUA = r"""
@@ -352,7 +352,8 @@ def main() -> int:
             port,
             log,
         ) as server:
-            wrk(port, work / "decisions.lua", 3, args.connections, args.threads)  # warm
+            warm = min(3.0, args.duration)
+            wrk(port, work / "decisions.lua", warm, args.connections, args.threads)
             decisions.append(
                 wrk(port, work / "decisions.lua", args.duration, args.connections, args.threads)
             )
@@ -361,7 +362,7 @@ def main() -> int:
         with Server(
             uvicorn_command("bare_app:app_factory", port, args.workers), server_env, port, log
         ):
-            wrk(port, work / "bare.lua", 3, args.connections, args.threads)
+            wrk(port, work / "bare.lua", warm, args.connections, args.threads)
             bare.append(wrk(port, work / "bare.lua", args.duration, args.connections, args.threads))
         say(f"run {run}: decisions {decisions[-1]['rps']:.0f}/s, bare {bare[-1]['rps']:.0f}/s")
 
@@ -426,7 +427,7 @@ def main() -> int:
         f"  errors             decisions {result['decision_errors']}, "
         f"outcomes {result['outcome_errors']}\n"
         f"  peak RSS per worker MB {result['peak_rss_mb_per_worker']}\n"
-        f"  written to {out.relative_to(ROOT)}"
+        f"  written to {out}"
     )
     return 0
 
