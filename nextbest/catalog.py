@@ -25,6 +25,8 @@ __all__ = [
     "CatalogError",
     "ChannelPolicy",
     "ContextEvent",
+    "Experiment",
+    "Learning",
     "Objection",
     "Offer",
     "Policy",
@@ -176,6 +178,30 @@ class Ranking(_Strict, frozen=True, kw_only=True):
     min_probability: float = 0.02
 
 
+class Experiment(_Strict, frozen=True, kw_only=True):
+    """A control group that measures the ranking's lift (nextbest/experiments.py). Off unless
+    ``control_share`` > 0; the assignment is stable per (number, name)."""
+
+    name: str = ""
+    # Share of customers who get the baseline instead of the ranked offers.
+    control_share: float = 0.0
+    # random: as many offers as the ranking would show, drawn at random from the eligible
+    # ones; none: no offer at all.
+    baseline: Literal["random", "none"] = "random"
+
+
+class Learning(_Strict, frozen=True, kw_only=True):
+    """Learning from outcomes recorded here (nextbest/learning.py)."""
+
+    enabled: bool = True
+    # How many presentations the warehouse's estimate is worth against observed outcomes.
+    prior_strength: float = 50.0
+    # Outcomes of the last N days count.
+    window_days: int = 30
+    # Presentations needed before the reason "accepted by N% of similar customers" is shown.
+    min_presented: int = 30
+
+
 class Catalog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=True):
     version: str
     currency: str = "CNY"
@@ -186,6 +212,8 @@ class Catalog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=Tru
     policy: Policy = Policy()
     ranking: Ranking = Ranking()
     audit: Audit = Audit()
+    experiment: Experiment = Experiment()
+    learning: Learning = Learning()
     offers: tuple[Offer, ...]
     # Filled by parse_catalog: sha256 of the file's bytes.
     hash: str = ""
@@ -224,7 +252,11 @@ def load_catalog(path: str | Path) -> Catalog:
 
 
 def parse_catalog(data: bytes, file: str = "catalog.toml") -> Catalog:
-    text = data.decode("utf-8", errors="replace")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # msgspec would raise it as is, not as a DecodeError
+        bad_line = data.count(b"\n", 0, exc.start) + 1
+        raise CatalogError(file, bad_line, f"not valid UTF-8: {exc.reason}") from None
     try:
         catalog = msgspec.toml.decode(data, type=Catalog)
     except msgspec.ValidationError as exc:
@@ -232,6 +264,10 @@ def parse_catalog(data: bytes, file: str = "catalog.toml") -> Catalog:
         match = re.search(r" - at `\$(.*)`$", message)
         path = match.group(1) if match else ""
         what = message[: match.start()] if match else message
+        if not path:  # at the top level: no table to point at, point at the key if it is one
+            field = re.search(r"unknown field `([^`]+)`", what)
+            line = _locate(text, f".{field.group(1)}") if field else _locate(text, "")
+            raise CatalogError(file, line, what) from None
         raise CatalogError(file, _locate(text, path), f"{path.lstrip('.')}: {what}") from None
     except msgspec.DecodeError as exc:
         message = str(exc)
@@ -268,6 +304,15 @@ def _check(catalog: Catalog) -> list[tuple[str, str]]:
     for key in catalog.ranking.stage_boost:
         if key not in STAGES:
             problems.append((f".ranking.stage_boost.{key}", f"unknown stage; expected {STAGES}"))
+    experiment = catalog.experiment
+    if not 0.0 <= experiment.control_share <= 1.0:
+        problems.append((".experiment.control_share", "must be within [0, 1]"))
+    if experiment.control_share > 0 and not experiment.name:
+        problems.append((".experiment.name", "an experiment with a control share needs a name"))
+    if catalog.learning.prior_strength <= 0:
+        problems.append((".learning.prior_strength", "must be positive"))
+    if catalog.learning.window_days < 1:
+        problems.append((".learning.window_days", "must be at least 1"))
     for i, offer in enumerate(catalog.offers):
         where = f".offers[{i}]"
         if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", offer.id):
@@ -324,45 +369,49 @@ def _dupes(problems: list[tuple[str, str]], where: str, codes: list[str], what: 
         seen.add(code)
 
 
+_HEADER = re.compile(r"\s*(\[\[?)\s*([\w\-.\"' ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"\s*([\w\-.\"' ]+?)\s*=")
+
+
 def _locate(text: str, path: str) -> int | None:
     """Best line for a msgspec path such as ``.offers[3].scripts[1].pitch`` in TOML text.
 
-    Walks array-of-tables headers (``[[offers]]``, ``[[offers.scripts]]``) by count, then looks
-    for the key. Good enough to put a marketer's cursor on the right offer.
+    Follows the table headers (``[policy.channels.store]``; ``[[offers]]`` and
+    ``[[offers.scripts]]`` counted per parent) and the keys within each table, and returns the
+    line of the longest of them that the path starts with: the key's line where the key is on a
+    line of its own, else the line of the table that holds it.
     """
     lines = text.splitlines()
-    tokens = re.findall(r"\.([A-Za-z_][\w\-]*)|\[(\d+)\]", path)
-    line_no = 0
-    prefix = ""
-    i = 0
-    while i < len(tokens):
-        name, _ = tokens[i]
-        if not name:
-            i += 1
+    if not lines:
+        return None
+    want = path.lstrip(".")
+    best_line, best_len = 1, -1
+    table = ""
+    arrays: dict[str, int] = {}  # an array of tables (parents' indices resolved) -> last index
+    in_string = False
+    for n, line in enumerate(lines, 1):
+        odd_quotes = (line.count('"""') + line.count("'''")) % 2 == 1
+        if in_string:  # the lines of a multi-line string are neither keys nor headers
+            in_string = not odd_quotes
             continue
-        dotted = f"{prefix}.{name}" if prefix else name
-        index = int(tokens[i + 1][1]) if i + 1 < len(tokens) and tokens[i + 1][1] else None
-        if index is not None:
-            header = re.compile(rf"^\s*\[\[\s*{re.escape(dotted)}\s*\]\]")
-            count = -1
-            found = None
-            for n in range(line_no, len(lines)):
-                if header.match(lines[n]):
-                    count += 1
-                    if count == index:
-                        found = n
-                        break
-            if found is None:
-                break
-            line_no = found
-            prefix = dotted
-            i += 2
+        in_string = odd_quotes
+        candidate: str | None = None
+        if header := _HEADER.match(line):
+            parts = [part.strip().strip("\"'") for part in header.group(2).split(".")]
+            resolved = ""
+            for k, part in enumerate(parts):
+                resolved = f"{resolved}.{part}" if resolved else part
+                if header.group(1) == "[[" and k == len(parts) - 1:
+                    arrays[resolved] = arrays.get(resolved, -1) + 1
+                    resolved += f"[{arrays[resolved]}]"
+                elif resolved in arrays:
+                    resolved += f"[{arrays[resolved]}]"
+            table = candidate = resolved
+        elif key := _KEY.match(line):
+            name = ".".join(part.strip().strip("\"'") for part in key.group(1).split("."))
+            candidate = f"{table}.{name}" if table else name
+        if candidate is None or len(candidate) <= best_len:
             continue
-        key = re.compile(rf"^\s*(\[\s*{re.escape(dotted)}\s*\]|{re.escape(name)}\s*=)")
-        for n in range(line_no, len(lines)):
-            if key.match(lines[n]):
-                line_no = n
-                break
-        prefix = dotted
-        i += 1
-    return line_no + 1 if lines else None
+        if want == candidate or want.startswith((candidate + ".", candidate + "[")):
+            best_line, best_len = n, len(candidate)
+    return best_line

@@ -7,7 +7,7 @@ import re
 __all__ = ["InvalidMsisdn", "mask", "normalize"]
 
 _SEPARATORS = re.compile(r"[\s\-().]")
-_MOBILE = re.compile(r"1[3-9]\d{9}")
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")  # ASCII digits only: \d would take １ and ١ too
 
 
 class InvalidMsisdn(ValueError):

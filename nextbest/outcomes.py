@@ -9,6 +9,7 @@ answer back and writes nothing.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import select
@@ -17,9 +18,12 @@ from sqlalchemy.orm import Session
 
 from nextbest.catalog import Catalog
 from nextbest.clock import Clock
+from nextbest.decisions import history_window
 from nextbest.errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
 from nextbest.keys import Actor
+from nextbest.policy import screen
 from nextbest.storage.db import Database
+from nextbest.storage.ledger import live_history
 from nextbest.storage.models import (
     Decision,
     DecisionOffer,
@@ -28,7 +32,7 @@ from nextbest.storage.models import (
     ProvisioningJob,
     Subscription,
 )
-from nextbest.storage.warehouse import NoDataLoaded, WarehouseReader
+from nextbest.storage.warehouse import CustomerData, NoDataLoaded, VersionRetired, WarehouseReader
 from nextbest.wire import OutcomeRequest, OutcomeResponse, SubscriptionOut
 
 __all__ = ["OutcomeService", "Recorded"]
@@ -68,9 +72,13 @@ class OutcomeService:
         request_hash = hashlib.sha256(decision_id.encode() + b"\0" + _encode(request)).hexdigest()
         # Read before the write transaction: never hold one connection while asking for another.
         try:
-            catalog = self.reader.active().catalog
+            active = self.reader.active()
         except NoDataLoaded as exc:
             raise Unavailable(str(exc)) from None
+        catalog = active.catalog
+        customer = None
+        if request.outcome == "accepted":
+            customer = self._customer(active.id, decision_id)
         # Concurrent writers on PostgreSQL may race to the unique indexes; the loser retries and
         # then finds the winner's rows.
         for attempt in range(3):
@@ -79,6 +87,7 @@ class OutcomeService:
                     return self._record(
                         session,
                         catalog,
+                        customer,
                         actor,
                         decision_id,
                         request,
@@ -109,6 +118,7 @@ class OutcomeService:
         self,
         session: Session,
         catalog: Catalog,
+        customer: CustomerData | None,
         actor: Actor,
         decision_id: str,
         request: OutcomeRequest,
@@ -154,6 +164,15 @@ class OutcomeService:
                 raise Conflict(
                     f"offer_id: the customer already holds {request.offer_id!r} "
                     f"(subscription {existing.id}, {existing.status})",
+                    field="offer_id",
+                )
+            problem = _no_longer_eligible(
+                session, catalog, customer, decision, request.offer_id, now
+            )
+            if problem is not None:
+                raise Unprocessable(
+                    f"offer_id: {request.offer_id!r} is no longer eligible for this customer: "
+                    f"{problem}",
                     field="offer_id",
                 )
         outcome = Outcome(
@@ -205,6 +224,16 @@ class OutcomeService:
         recorded = Recorded(201, _response(outcome, subscription))
         self._remember(session, actor, idempotency_key, request_hash, recorded, now)
         return recorded
+
+    def _customer(self, version_id: int, decision_id: str) -> CustomerData | None:
+        with self.db.read() as session:
+            msisdn = session.scalar(select(Decision.msisdn).where(Decision.id == decision_id))
+        if msisdn is None:
+            return None  # the write transaction answers 404
+        try:
+            return self.reader.customer(version_id, msisdn)
+        except VersionRetired:
+            return self.reader.customer(self.reader.active().id, msisdn)
 
     @staticmethod
     def _remember(
@@ -292,3 +321,48 @@ def _response(outcome: Outcome, subscription: Subscription | None) -> OutcomeRes
         recorded_by=outcome.user_id,
         subscription=_subscription_out(subscription) if subscription else None,
     )
+
+
+# Rules that make a sale impossible whatever the customer now says (a decline minutes ago, or
+# a re-contact window, does not stop a customer who changes their mind).
+_HARD_RULES = frozenset(
+    {
+        "validity",
+        "held",
+        "exclusive",
+        "brand",
+        "segment",
+        "handset",
+        "arrears",
+        "unknown_subscriber",
+    }
+)
+
+
+def _no_longer_eligible(
+    session: Session,
+    catalog: Catalog,
+    customer: CustomerData | None,
+    decision: Decision,
+    offer_id: str,
+    now: datetime,
+) -> str | None:
+    """Why the offer cannot be sold now (the extract changed, the offer expired, a sibling was
+    bought meanwhile), or None."""
+    if catalog.offer(offer_id) is None:
+        return "the offer is no longer in the catalog"
+    if customer is None:
+        return None
+    history = list(customer.contacts)
+    # A live sale of this very offer is the unique index's business (a concurrent double
+    # click must replay the first answer, not be told the offer is held).
+    history += [
+        event
+        for event in live_history(session, decision.msisdn, now - history_window(catalog))
+        if not (event.kind == "accepted" and event.offer_id == offer_id)
+    ]
+    screening = screen(catalog, customer.profile, history, decision.channel, now)
+    for removed in screening.suppressed:
+        if removed.offer_id == offer_id and removed.rule in _HARD_RULES:
+            return removed.detail
+    return None

@@ -6,6 +6,7 @@ Nothing reads the environment at import time: ``Settings.from_env()`` is called 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -118,7 +119,12 @@ def _parse(name: str, raw: str, type_: object) -> object:
             raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
     if type_ is float:
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise SettingsError(f"{name}: expected a number, got {raw!r}") from None
+        # nan compares false with everything: a nan interval or TTL would pass validate() and
+        # then never elapse (or always), silently.
+        if not math.isfinite(value):
+            raise SettingsError(f"{name}: expected a finite number, got {raw!r}")
+        return value
     return raw
