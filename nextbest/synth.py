@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import random
 import shutil
@@ -169,22 +170,15 @@ def generate(
         affinity.writerow(AFFINITY_COLUMNS)
         contacts.writerow(CONTACT_COLUMNS)
         numbers = gen.numbers(size - 3 if size >= 10 else size)
-        for msisdn in numbers:
-            p, a, c = gen.subscriber(msisdn)
+        subscribers = (gen.subscriber(msisdn) for msisdn in numbers)
+        examples = gen.examples() if size >= 10 else []
+        for p, a, c in itertools.chain(subscribers, examples):
             profiles.writerow(p)
             affinity.writerows(a)
             contacts.writerows(c)
             counts[0] += 1
             counts[1] += len(a)
             counts[2] += len(c)
-        if size >= 10:
-            for p, a, c in gen.examples():
-                profiles.writerow(p)
-                affinity.writerows(a)
-                contacts.writerows(c)
-                counts[0] += 1
-                counts[1] += len(a)
-                counts[2] += len(c)
     return GenerateReport(
         out_dir=str(out),
         profiles=counts[0],
