@@ -16,14 +16,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# System packages the tests drive (wrk for the benchmark harness). Installed once, only if
-# missing; a second run costs one `command -v` per tool.
-SYSTEM_STAMP := $(VENV)/.system-deps
+# System packages the tests drive (wrk for the benchmark harness; chromium, and a CJK font for
+# the Chinese screens, for the browser tests). Installed once, only if missing; a second run
+# costs one `command -v` per tool. Bump the stamp's suffix when this list grows.
+SYSTEM_STAMP := $(VENV)/.system-deps-2
 
 $(SYSTEM_STAMP): | $(BIN)/python
 	@command -v wrk >/dev/null || { \
 	  echo "installing wrk (apt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium and fonts-wqy-microhei (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei >/dev/null; }
 	touch $@
 
 $(DEPS_STAMP): pyproject.toml | $(BIN)/python

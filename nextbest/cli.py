@@ -12,11 +12,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from nextbest import load_command
 from nextbest.clock import SystemClock
-from nextbest.keys import ROLES, create_key, list_keys
+from nextbest.keys import ROLES, create_key, key_state, list_keys, revoke_key
 from nextbest.settings import Settings, SettingsError
 from nextbest.storage.db import Database
 
@@ -54,10 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
 
     load = sub.add_parser("load", help="load a warehouse extract folder as the new data version")
-    load.add_argument("directory", type=Path)
-    load.set_defaults(func=_load)
+    load_command.add_arguments(load)
+    load.set_defaults(func=load_command.run)
 
-    migrate = sub.add_parser("migrate", help="create or update the database schema")
+    migrate = sub.add_parser("migrate", help="create or update the database schema (Alembic)")
+    migrate.add_argument(
+        "--check", action="store_true", help="exit 1 if the database differs from the models"
+    )
+    migrate.add_argument(
+        "--autogenerate",
+        metavar="MESSAGE",
+        default=None,
+        help="developers: write a new revision with what the models changed",
+    )
     migrate.set_defaults(func=_migrate)
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -66,10 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument("--role", required=True, choices=ROLES)
     kc.add_argument("--user", required=True, help="the clerk's, agent's or person's id")
     kc.add_argument("--store", default=None, help="bind a clerk key to a store")
+    kc.add_argument("--team", default=None, help="bind an agent key to a team")
     kc.add_argument("--expires-days", type=int, default=None)
     kc.set_defaults(func=_keys_create)
     kl = keys_sub.add_parser("list", help="list keys (never the secrets)")
     kl.set_defaults(func=_keys_list)
+    kr = keys_sub.add_parser("revoke", help="revoke a key (and its sessions) at once")
+    kr.add_argument("id", type=int, help="the key's id (first column of `keys list`)")
+    kr.set_defaults(func=_keys_revoke)
+
+    purge = sub.add_parser(
+        "purge", help="drop look-ups older than NEXTBEST_LOOKUP_RETENTION_DAYS, ended sessions"
+    )
+    purge.set_defaults(func=_purge)
 
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default=None)
@@ -80,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="deliver accepted sales to provisioning (outbox)")
     worker.add_argument("--once", action="store_true", help="deliver what is due, then exit")
     worker.set_defaults(func=_worker)
+
+    rollup = sub.add_parser("rollup", help="recompute the reports' rollups from the ledgers")
+    rollup.add_argument(
+        "--rebuild", action="store_true", help="replace every rollup row by a recount"
+    )
+    rollup.add_argument("--check", action="store_true", help="recount and compare, writing nothing")
+    rollup.set_defaults(func=_rollup)
+
+    from nextbest.campaigns import add_cli as add_campaign_commands
+
+    add_campaign_commands(sub)  # nextbest campaigns targets|rehearse|list
 
     demo = sub.add_parser("demo", help="generate and load a demo operator, print keys, serve")
     demo.add_argument("--size", type=int, default=200_000)
@@ -102,37 +133,10 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(settings: Settings, args: argparse.Namespace) -> int:
-    from nextbest.loader import LoadError, load_extract
-
-    db = Database(settings)
-    try:
-        report = load_extract(db, args.directory, SystemClock(), progress=_progress)
-    except LoadError as exc:
-        print(f"nextbest load: refused, nothing of it is served:\n{exc}", file=sys.stderr)
-        return 2
-    finally:
-        db.dispose()
-    print(
-        f"loaded data version {report.version_id} (catalog {report.catalog_version}): "
-        f"{report.profiles} profiles, {report.affinities} affinities, "
-        f"{report.contacts} contacts in {report.seconds}s"
-    )
-    if report.ignored_columns:
-        print(f"ignored columns: {', '.join(report.ignored_columns)}")
-    return 0
-
-
-def _progress(message: str) -> None:
-    print(f"  loading {message} ...", file=sys.stderr, flush=True)
-
-
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings)
-    db.create_schema()
-    db.dispose()
-    print("schema is up to date")
-    return 0
+    from nextbest.migrations import run_command
+
+    return run_command(settings, check=args.check, autogenerate=args.autogenerate)
 
 
 def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -140,9 +144,19 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
     db.create_schema()
     now = datetime.now(UTC)
     expires = now + timedelta(days=args.expires_days) if args.expires_days else None
+    if args.expires_days is not None and args.expires_days < 1:
+        print("nextbest keys create: --expires-days must be at least 1", file=sys.stderr)
+        db.dispose()
+        return 2
     try:
         key = create_key(
-            db, role=args.role, user_id=args.user, store_id=args.store, now=now, expires_at=expires
+            db,
+            role=args.role,
+            user_id=args.user,
+            store_id=args.store,
+            team_id=args.team,
+            now=now,
+            expires_at=expires,
         )
     except ValueError as exc:
         print(f"nextbest keys create: {exc}", file=sys.stderr)
@@ -156,33 +170,98 @@ def _keys_create(settings: Settings, args: argparse.Namespace) -> int:
 def _keys_list(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings)
     db.create_schema()
+    now = datetime.now(UTC)
     for row in list_keys(db):
-        state = "revoked" if row.revoked_at else "active"
         print(
-            f"{row.id}\t{row.prefix}...\t{row.role}\t{row.user_id}\t{row.store_id or '-'}\t{state}"
+            f"{row.id}\t{row.prefix}...\t{row.role}\t{row.user_id}\t{row.store_id or '-'}"
+            f"\t{row.team_id or '-'}\t{key_state(row, now)}"
         )
     db.dispose()
     return 0
 
 
+def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    db = Database(settings)
+    db.create_schema()
+    try:
+        row = revoke_key(db, args.id, datetime.now(UTC))
+    finally:
+        db.dispose()
+    if row is None:
+        print(f"nextbest keys revoke: no key {args.id}", file=sys.stderr)
+        return 2
+    print(f"revoked key {row.id} ({row.prefix}..., {row.role} {row.user_id})")
+    return 0
+
+
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from nextbest.retention import purge
+
+    db = Database(settings)
+    db.create_schema()
+    try:
+        purged = purge(db, SystemClock(), settings)
+    finally:
+        db.dispose()
+    print(
+        f"purged {purged.lookups} look-up(s) older than {settings.lookup_retention_days} days "
+        f"and {purged.sessions} ended session(s)"
+    )
+    return 0
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import logging.config
+    import math
+
     import uvicorn
+
+    from nextbest.logs import logging_config
 
     host = args.host or settings.host
     port = args.port or settings.port
+    # JSON lines (or text) with the request id and masked numbers, for uvicorn's lines too;
+    # uvicorn's access log is replaced by ours (nextbest.access). On SIGTERM uvicorn stops
+    # accepting, lets requests in flight finish (up to the timeout), then runs the app's
+    # shutdown hooks: the outbox worker finishes the delivery in hand and stops.
+    log_config = logging_config(settings)
+    logging.config.dictConfig(log_config)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level,
+        "log_config": log_config,
+        "access_log": False,
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_timeout_seconds),
+    }
     if args.workers > 1:
-        uvicorn.run(
-            "nextbest.api.asgi:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=args.workers,
-            log_level=settings.log_level,
-        )
+        uvicorn.run("nextbest.api.asgi:app_from_env", factory=True, workers=args.workers, **options)
         return 0
     from nextbest.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+    uvicorn.run(create_app(settings), **options)
+    return 0
+
+
+def _rollup(settings: Settings, args: argparse.Namespace) -> int:
+    from nextbest.rollups import rebuild
+
+    if args.rebuild == args.check:
+        print("nextbest rollup: give one of --rebuild or --check", file=sys.stderr)
+        return 2
+    db = Database(settings)
+    db.create_schema()
+    try:
+        report = rebuild(db, check=args.check)
+    finally:
+        db.dispose()
+    if args.check:
+        print(
+            f"recounted in {report.seconds}s: {report.differences} of the rollup keys differ "
+            "from the ledgers" + ("" if not report.differences else "; run --rebuild")
+        )
+        return 1 if report.differences else 0
+    print(f"rebuilt {report.rows} rollup rows from the ledgers in {report.seconds}s")
     return 0
 
 
@@ -232,6 +311,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     args.host = None
     args.port = None
     args.workers = 1
+    if "NEXTBEST_LOG_FORMAT" not in os.environ:
+        # A person watches the demo's terminal: plain lines (numbers masked all the same).
+        settings = msgspec.structs.replace(settings, log_format="text")
     return _serve(settings, args)
 
 

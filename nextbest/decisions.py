@@ -9,10 +9,16 @@ from nextbest.catalog import Catalog
 from nextbest.clock import Clock
 from nextbest.engine import propose
 from nextbest.errors import BadInput, NotFound, Unavailable
+from nextbest.experiments import assign
+from nextbest.impressions import Impression, ImpressionWriter
 from nextbest.keys import Actor
+from nextbest.learning import Learner
+from nextbest.lookups import lookup_row
 from nextbest.msisdn import InvalidMsisdn, mask, normalize
+from nextbest.rollups import contact_rows, estimate_rows
+from nextbest.storage.campaign_models import flag_dnd
 from nextbest.storage.db import Database
-from nextbest.storage.ledger import live_history, save_decision
+from nextbest.storage.ledger import decision_row, live_history_and_dnd
 from nextbest.storage.models import Decision, DecisionOffer
 from nextbest.storage.warehouse import NoDataLoaded, VersionRetired, WarehouseReader
 from nextbest.wire import (
@@ -43,10 +49,21 @@ def history_window(catalog: Catalog) -> timedelta:
 
 
 class DecisionService:
-    def __init__(self, db: Database, reader: WarehouseReader, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        reader: WarehouseReader,
+        clock: Clock,
+        learner: Learner | None = None,
+        impressions: ImpressionWriter | None = None,
+    ) -> None:
+        """``learner``: what outcomes taught, refreshed in the background (None: no learning).
+        ``impressions``: writes what was served (None: each decision in its own request)."""
         self.db = db
         self.reader = reader
         self.clock = clock
+        self.learner = learner
+        self.impressions = impressions or ImpressionWriter(db, 0)
 
     def decide(
         self, actor: Actor, request: DecisionRequest, *, campaign_id: str | None = None
@@ -77,13 +94,20 @@ class DecisionService:
                     field=f"context.events[{i}]",
                 )
         now = self.clock.now()
-        with self.db.read() as session:
-            history = list(data.contacts)
-            history += live_history(session, msisdn, now - history_window(catalog))
+        with self.db.raw_read() as reads:
+            recorded, on_dnd_list = live_history_and_dnd(
+                reads, msisdn, now - history_window(catalog)
+            )
+        history = [*data.contacts, *recorded]
+        # The do-not-call list (an outbound call's do_not_call, nextbest/tasks.py) is permanent
+        # and counts as the warehouse's `dnd` flag in every decision.
+        rules_profile = flag_dnd(msisdn, data.profile) if on_dnd_list else data.profile
+        learned = self.learner.table(active.id, catalog) if self.learner else None
+        assignment = assign(catalog.experiment, msisdn)
         proposal = propose(
             catalog,
             msisdn=msisdn,
-            profile=data.profile,
+            profile=rules_profile,
             affinities=data.affinities,
             history=history,
             channel=request.channel,
@@ -91,30 +115,37 @@ class DecisionService:
             now=now,
             limit=request.limit,
             lang=request.lang,
+            learned=learned,
+            assignment=assignment,
         )
         decision_id = new_decision_id(now)
         profile = data.profile
-        with self.db.write(durable=False) as session:
-            save_decision(
-                session,
-                Decision(
-                    id=decision_id,
-                    created_at=now,
-                    msisdn=msisdn,
-                    channel=request.channel,
-                    user_id=actor.user_id,
-                    role=actor.role,
-                    store_id=actor.store_id,
-                    known=profile is not None,
-                    segment=profile.segment if profile else None,
-                    data_version=active.id,
-                    catalog_hash=catalog.hash,
-                    events=";".join(events),
-                    customer_rule=proposal.customer_rule,
-                    customer_flags=";".join(profile.flags) if profile else "",
-                    campaign_id=campaign_id,
-                ),
-                [
+        decision = Decision(
+            id=decision_id,
+            created_at=now,
+            msisdn=msisdn,
+            channel=request.channel,
+            user_id=actor.user_id,
+            role=actor.role,
+            store_id=actor.store_id,
+            known=profile is not None,
+            segment=profile.segment if profile else None,
+            data_version=active.id,
+            catalog_hash=catalog.hash,
+            events=";".join(events),
+            customer_rule=proposal.customer_rule,
+            customer_flags=";".join(profile.flags) if profile else "",
+            campaign_id=campaign_id,
+            experiment=assignment.experiment if assignment else None,
+            arm=assignment.arm if assignment else None,
+        )
+        # The impression: what was served, the look-up trail row (who looked up which number)
+        # and the report counts, with the ranking's estimates before learning where learning
+        # moved them (rollups.py). Written now or in the next batch (nextbest/impressions.py).
+        self.impressions.submit(
+            Impression(
+                decision=decision_row(decision),
+                offers=[
                     {
                         "decision_id": decision_id,
                         "offer_id": p.ranked.offer.id,
@@ -124,7 +155,27 @@ class DecisionService:
                     }
                     for rank, p in enumerate(proposal.offers, start=1)
                 ],
+                lookup=lookup_row(
+                    actor,
+                    msisdn=msisdn,
+                    channel=request.channel,
+                    decision_id=decision_id,
+                    known=profile is not None,
+                    at=now,
+                    campaign_id=campaign_id,
+                ),
+                contacts=contact_rows(decision, sqlite=self.db.is_sqlite),
+                estimates=estimate_rows(
+                    decision_id,
+                    [
+                        (p.ranked.offer.id, p.ranked.base_probability)
+                        for p in proposal.offers
+                        if p.ranked.base_probability is not None
+                        and p.ranked.base_probability != p.ranked.probability
+                    ],
+                ),
             )
+        )
         zh = request.lang == "zh"
         segment = catalog.segment(profile.segment) if profile else None
         brand = catalog.brand(profile.brand) if profile else None

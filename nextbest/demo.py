@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from nextbest.campaigns import demo_campaigns
 from nextbest.clock import SystemClock
 from nextbest.decisions import history_window
 from nextbest.engine import propose
@@ -70,6 +71,9 @@ def prepare_demo(settings: Settings, directory: Path, *, size: int, seed: int, f
         f"  base URL   {base}",
         f"  API docs   {base}/schema  (Swagger UI: {base}/schema/swagger)",
         f"  health     {base}/healthz",
+        f"  counter    {base}/demo/crm  (mock CRM page with the pop-up; the clerk key)",
+        f"  console    {base}/console  (outbound calls; the agent key)",
+        f"  dashboard  {base}/dashboard  (the supervisor or admin key)",
         "",
         "keys (one per role; send as 'Authorization: Bearer KEY'):",
     ]
@@ -100,6 +104,7 @@ def prepare_demo(settings: Settings, directory: Path, *, size: int, seed: int, f
             result = f"no offer: {proposal.notice}"
         known = "" if data.profile else " (unknown)"
         lines.append(f"  {msisdn} {channel:<8} {what}{known} -> {result}")
+    lines += demo_campaigns(db, clock)  # two live campaigns, one awaiting approval
     body = '{"msisdn": "13800000001", "channel": "store"}'
     lines += [
         "",

@@ -12,6 +12,8 @@ from datetime import datetime
 import msgspec
 
 from nextbest.catalog import Catalog
+from nextbest.experiments import Assignment, baseline_offers
+from nextbest.learning import LearnedTable
 from nextbest.pitch import render_script
 from nextbest.policy import RULES, Suppressed, screen
 from nextbest.ranking import Ranked, rank
@@ -45,11 +47,34 @@ def propose(
     now: datetime,
     limit: int | None = None,
     lang: str = "en",
+    learned: LearnedTable | None = None,
+    assignment: Assignment | None = None,
 ) -> Proposal:
+    """``learned``: what outcomes taught (None: the warehouse's estimates alone);
+    ``assignment``: the customer's control-group arm (None: no experiment runs)."""
     screening = screen(catalog, profile, history, channel, now)
     max_offers = catalog.policy.for_channel(channel).max_offers
     cap = max_offers if limit is None else min(limit, max_offers)
-    ranked, cut = rank(catalog, screening.allowed, profile, affinities, channel, events, cap)
+    if assignment is not None and assignment.arm == "control":
+        # The control group: the baseline's offers instead of the ranked ones (experiments.py),
+        # still estimated, so the report can compare what the model expected.
+        chosen, held_back = baseline_offers(screening.allowed, assignment, cap)
+        ranked, cut = rank(
+            catalog,
+            chosen,
+            profile,
+            affinities,
+            channel,
+            events,
+            cap,
+            learned=learned,
+            min_probability=0.0,
+        )
+        cut = held_back + cut
+    else:
+        ranked, cut = rank(
+            catalog, screening.allowed, profile, affinities, channel, events, cap, learned=learned
+        )
     suppressed = screening.suppressed + cut
     offers = [
         Proposed(

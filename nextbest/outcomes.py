@@ -9,6 +9,7 @@ answer back and writes nothing.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime
 
 import msgspec
@@ -20,18 +21,21 @@ from nextbest.catalog import Catalog
 from nextbest.clock import Clock
 from nextbest.decisions import history_window
 from nextbest.errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
+from nextbest.impressions import ImpressionWriter
 from nextbest.keys import Actor
 from nextbest.policy import screen
+from nextbest.rollups import record_outcome
 from nextbest.storage.db import Database
+from nextbest.storage.group_commit import GroupCommitter
 from nextbest.storage.ledger import live_history
 from nextbest.storage.models import (
     Decision,
-    DecisionOffer,
     IdempotencyRecord,
     Outcome,
     ProvisioningJob,
     Subscription,
 )
+from nextbest.storage.raw import fetch, insert_returning_id, utc
 from nextbest.storage.warehouse import CustomerData, NoDataLoaded, VersionRetired, WarehouseReader
 from nextbest.wire import OutcomeRequest, OutcomeResponse, SubscriptionOut
 
@@ -42,6 +46,34 @@ _decode = msgspec.json.Decoder(OutcomeResponse).decode
 MAX_IDEMPOTENCY_KEY = 200
 
 
+# The decision's columns an outcome needs (plain SQL: the ORM's get costs more than the read).
+_DECISION_COLUMNS = (
+    "id",
+    "created_at",
+    "msisdn",
+    "channel",
+    "user_id",
+    "store_id",
+    "campaign_id",
+    "segment",
+    "experiment",
+    "arm",
+)
+_DECISION_SQL = f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE id = ?"
+_SHOWN_SQL = "SELECT 1 FROM decision_offers WHERE decision_id = ? AND offer_id = ?"
+_EXISTS_SQL = "SELECT 1 FROM decisions WHERE id = ?"
+
+
+def _shown_decision(session: Session, decision_id: str) -> Decision | None:
+    """The decision as a detached object carrying the columns above (never flushed)."""
+    rows = fetch(session, _DECISION_SQL, (decision_id,))
+    if not rows:
+        return None
+    values = dict(zip(_DECISION_COLUMNS, rows[0], strict=True))
+    values["created_at"] = utc(values["created_at"])
+    return Decision(**values)
+
+
 class Recorded(msgspec.Struct, frozen=True):
     status_code: int  # 201 written now; 200 a second click on an accepted offer
     response: OutcomeResponse
@@ -49,10 +81,22 @@ class Recorded(msgspec.Struct, frozen=True):
 
 
 class OutcomeService:
-    def __init__(self, db: Database, reader: WarehouseReader, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        reader: WarehouseReader,
+        clock: Clock,
+        impressions: ImpressionWriter | None = None,
+        committer: GroupCommitter | None = None,
+    ) -> None:
+        """``impressions``: this process's batched decision writer, if any: an outcome waits
+        for its decision to be written (nextbest/impressions.py). ``committer``: SQLite's
+        group commit, if started (nextbest/storage/group_commit.py)."""
         self.db = db
         self.reader = reader
         self.clock = clock
+        self.impressions = impressions
+        self.committer = committer or GroupCommitter(db)
 
     def record(
         self,
@@ -76,6 +120,7 @@ class OutcomeService:
         except NoDataLoaded as exc:
             raise Unavailable(str(exc)) from None
         catalog = active.catalog
+        self._await_decision(decision_id)
         customer = None
         if request.outcome == "accepted":
             customer = self._customer(active.id, decision_id)
@@ -83,8 +128,8 @@ class OutcomeService:
         # then finds the winner's rows.
         for attempt in range(3):
             try:
-                with self.db.write() as session:
-                    return self._record(
+                return self.committer.run(
+                    lambda session: self._record(
                         session,
                         catalog,
                         customer,
@@ -94,10 +139,28 @@ class OutcomeService:
                         idempotency_key,
                         request_hash,
                     )
+                )
             except IntegrityError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _await_decision(self, decision_id: str) -> None:
+        """With batched impressions, a decision answered a moment ago may not be stored yet:
+        written by this process's writer (flushed here), or by another node's (waited for, a
+        few of its batch intervals at most). An unknown decision then answers 404 as usual."""
+        writer = self.impressions
+        if writer is None or not writer.batching:
+            return
+        writer.flush()
+        deadline = time.monotonic() + 0.2 + 4 * writer.interval
+        while True:
+            with self.db.raw_read() as reads:
+                if fetch(reads, _EXISTS_SQL, (decision_id,)):
+                    return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
 
     def _check_shape(self, request: OutcomeRequest) -> None:
         now = self.clock.now()
@@ -135,11 +198,10 @@ class OutcomeService:
                         field="Idempotency-Key",
                     )
                 return Recorded(previous.status_code, _decode(previous.body), replayed=True)
-        decision = session.get(Decision, decision_id)
+        decision = _shown_decision(session, decision_id)
         if decision is None:
             raise NotFound(f"decision {decision_id!r} not found", field="decision_id")
-        shown = session.get(DecisionOffer, (decision_id, request.offer_id))
-        if shown is None:
+        if not fetch(session, _SHOWN_SQL, (decision_id, request.offer_id)):
             raise Unprocessable(
                 f"offer_id: {request.offer_id!r} was not offered in decision {decision_id}",
                 field="offer_id",
@@ -175,20 +237,22 @@ class OutcomeService:
                     f"{problem}",
                     field="offer_id",
                 )
-        outcome = Outcome(
-            decision_id=decision_id,
-            offer_id=request.offer_id,
-            msisdn=decision.msisdn,
-            channel=decision.channel,
-            outcome=request.outcome,
-            reason=reason,
-            callback_at=request.callback_at,
-            user_id=actor.user_id,
-            store_id=actor.store_id,
-            created_at=now,
-        )
-        session.add(outcome)
-        session.flush()
+        row = {
+            "decision_id": decision_id,
+            "offer_id": request.offer_id,
+            "msisdn": decision.msisdn,
+            "channel": decision.channel,
+            "outcome": request.outcome,
+            "reason": reason,
+            "callback_at": request.callback_at,
+            "user_id": actor.user_id,
+            "store_id": actor.store_id,
+            "created_at": now,
+        }
+        # Plain SQL (the ORM's unit of work costs more than the insert); the object is only
+        # carried to the answer and the report counts, never added to the session.
+        outcome_id = insert_returning_id(session, Outcome.__table__, row)  # type: ignore[arg-type]
+        outcome = Outcome(id=outcome_id, **row)
         subscription: Subscription | None = None
         if request.outcome == "accepted":
             offer = catalog.offer(request.offer_id)
@@ -221,6 +285,8 @@ class OutcomeService:
                 )
             )
             session.flush()
+        # Reports: count what this outcome is the first of, in this same transaction.
+        record_outcome(session, decision, outcome, subscription)
         recorded = Recorded(201, _response(outcome, subscription))
         self._remember(session, actor, idempotency_key, request_hash, recorded, now)
         return recorded

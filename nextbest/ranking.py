@@ -1,7 +1,8 @@
 """Ranking: expected value of pitching each allowed offer, with the reasons a clerk can repeat.
 
 score = p(accept) * value ** value_exponent, where p(accept) starts from the warehouse's
-affinity (or the offer's prior) and is scaled by channel fit, lifecycle stage and live context.
+affinity (or the offer's prior) and is scaled by channel fit, lifecycle stage and live context,
+then corrected by what recorded outcomes taught (nextbest/learning.py), when given.
 Deterministic: equal scores fall back to the offer id.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from nextbest.catalog import Catalog, Offer
+from nextbest.learning import LearnedTable, reason_text
 from nextbest.policy import RULES, Suppressed
 from nextbest.records import Profile
 
@@ -30,6 +32,8 @@ class Ranked(msgspec.Struct, frozen=True, kw_only=True):
     score: float
     affinity: float | None
     reasons: tuple[Reason, ...]
+    # The estimate before learning from outcomes adjusted it (None: no learned table given).
+    base_probability: float | None = None
 
 
 _CHANNEL_NAMES = {
@@ -54,8 +58,15 @@ def rank(
     channel: str,
     events: Sequence[str],
     limit: int,
+    *,
+    learned: LearnedTable | None = None,
+    min_probability: float | None = None,
 ) -> tuple[list[Ranked], list[Suppressed]]:
+    """``learned``: what outcomes recorded here taught (nextbest/learning.py), applied to each
+    estimate; ``min_probability`` overrides the catalog's floor (the control group's random
+    baseline shows any eligible offer)."""
     weights = catalog.ranking
+    floor = weights.min_probability if min_probability is None else min_probability
     scored: list[Ranked] = []
     suppressed: list[Suppressed] = []
     live = set(events)
@@ -143,12 +154,21 @@ def rank(
                         )
                     )
         p = min(p, 0.99)
-        if p < weights.min_probability:
+        base = p
+        if learned is not None:
+            segment_code = profile.segment if profile is not None else ""
+            adjusted = learned.adjust(channel, offer.id, segment_code, p)
+            if adjusted is not None:
+                p = adjusted.probability
+                said = reason_text(adjusted.estimate, channel, learned.window_days)
+                if said is not None and adjusted.estimate.presented >= learned.min_presented:
+                    reasons.append(Reason(code="learned", text=said[0], text_zh=said[1]))
+        if p < floor:
             suppressed.append(
                 Suppressed(
                     offer_id=offer.id,
                     rule="low_probability",
-                    detail=f"estimated {p:.1%} < {weights.min_probability:.0%}",
+                    detail=f"estimated {p:.1%} < {floor:.0%}",
                 )
             )
             continue
@@ -160,6 +180,7 @@ def rank(
                 score=round(score, 6),
                 affinity=affinity,
                 reasons=tuple(reasons),
+                base_probability=round(base, 6) if learned is not None else None,
             )
         )
     scored.sort(key=lambda r: (-r.score, r.offer.id))

@@ -32,12 +32,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_ttl_seconds: float = 300.0
     # How often a node re-reads which data version is active (a load swaps versions).
     version_check_seconds: float = 1.0
+    # Impressions (the decision served, the offers shown, the look-up trail row, the report
+    # counts) are written by a background thread in one transaction every this many
+    # milliseconds instead of one per decision; 0 writes each in its request. Outcomes are
+    # always written in their request, durably. See docs/performance.md.
+    impression_batch_ms: float = 0.0
     # Idempotency keys are remembered this long.
     idempotency_ttl_hours: int = 48
     # Largest accepted request body.
     max_body_bytes: int = 64 * 1024
     # Connections per process (per engine for SQLite's reader and writer).
     db_pool_size: int = 8
+    # PostgreSQL pool (per process): connections opened beyond db_pool_size under a burst
+    # (closed again when returned), how long a request waits for a free connection before it
+    # fails, and the age after which a connection is replaced (0: never; set it below any
+    # idle timeout of a firewall or pgbouncer between the node and the database).
+    db_max_overflow: int = 8
+    db_pool_timeout_seconds: float = 10.0
+    db_pool_recycle_seconds: float = 1800.0
+    # PostgreSQL: ping each connection before use (one more round trip per read). Without it,
+    # after a database restart one request per process fails (503) and the pool is renewed.
+    db_pre_ping: bool = False
+    # A load keeps the data version it retires readable this long (decisions in flight on
+    # other nodes may still read it), then drops its rows.
+    version_grace_seconds: float = 300.0
+    # Malformed rows a load may skip (listed in its report); one more refuses the whole load.
+    load_max_rejects: int = 0
     # SQLite durability: FULL fsyncs every commit, so an acknowledged outcome survives power
     # loss as well as a crash; NORMAL survives a process crash only.
     sqlite_synchronous: str = "FULL"
@@ -59,6 +79,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Serve the OpenAPI docs (/schema) without a key.
     docs_enabled: bool = True
     sql_echo: bool = False
+    # How often each process re-reads what outcomes taught the ranking (nextbest/learning.py);
+    # 0: never in the background (the catalog's [learning] enabled switches learning itself).
+    learning_refresh_seconds: float = 60.0
+    # Security and operations (docs/security.md, docs/operations.md).
+    # Signs the widget pages' session cookies. Unset: a random one per process, with a
+    # warning (sessions then end at a restart and do not carry across workers or nodes).
+    session_secret: str = ""
+    # A widget session lasts this long (never beyond its key's own expiry).
+    session_ttl_minutes: int = 600
+    # Look-ups (decisions) one key may make per minute; 0 turns the limit off.
+    rate_limit_per_minute: int = 120
+    # Shared store for the rate limit across processes and nodes (redis://host:6379/0);
+    # unset: each process counts on its own.
+    redis_url: str = ""
+    redis_namespace: str = "nextbest"
+    # The look-up trail (who looked up which number) is kept this many days.
+    lookup_retention_days: int = 180
+    # Log lines as JSON objects (json) or as plain text (text); numbers are masked in both.
+    log_format: str = "json"
+    # On SIGTERM, requests in flight get this long to finish before the server closes them.
+    shutdown_timeout_seconds: float = 30.0
+    # Origins (comma-separated, e.g. https://crm.example.com) whose pages may call the API with
+    # a bearer key (the counter pop-up's data-key) from another origin. Empty: same origin only.
+    cors_origins: str = ""
+    # Serve Prometheus metrics at /metrics (no key: restrict it at the network).
+    metrics_enabled: bool = True
+    # Outbound call queue (nextbest/tasks.py, docs/campaigns.md).
+    # An agent holds a leased call task this long; then it returns to the queue.
+    task_lease_seconds: float = 600.0
+    # A callback is kept this long past its time for the agent who took it, then any agent.
+    task_callback_grace_seconds: float = 900.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +143,63 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be positive")
         if self.cache_ttl_seconds <= 0:
             raise SettingsError(f"{PREFIX}CACHE_TTL_SECONDS: must be positive")
+        for name in (
+            "db_max_overflow",
+            "db_pool_recycle_seconds",
+            "version_grace_seconds",
+            "load_max_rejects",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be 0 or more")
+        if self.db_pool_timeout_seconds <= 0:
+            raise SettingsError(f"{PREFIX}DB_POOL_TIMEOUT_SECONDS: must be positive")
+        if not 0 <= self.impression_batch_ms <= 1000:
+            raise SettingsError(f"{PREFIX}IMPRESSION_BATCH_MS: expected 0 (off) to 1000")
+        if self.learning_refresh_seconds < 0:
+            raise SettingsError(f"{PREFIX}LEARNING_REFRESH_SECONDS: must be 0 (off) or positive")
+        self._validate_security()
+        if self.task_lease_seconds <= 0 or self.task_callback_grace_seconds < 0:
+            raise SettingsError(
+                f"{PREFIX}TASK_LEASE_SECONDS must be positive and "
+                f"{PREFIX}TASK_CALLBACK_GRACE_SECONDS not negative"
+            )
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    def _validate_security(self) -> None:
+        for origin in self.cors_origin_list():
+            scheme, sep, host = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not host or "/" in host:
+                raise SettingsError(
+                    f"{PREFIX}CORS_ORIGINS: expected origins like https://crm.example.com "
+                    f"(scheme and host, no path), got {origin!r}"
+                )
+        if self.session_secret and len(self.session_secret) < 32:
+            raise SettingsError(
+                f"{PREFIX}SESSION_SECRET: expected at least 32 characters "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        for name in ("session_ttl_minutes", "lookup_retention_days"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be positive")
+        if self.rate_limit_per_minute < 0:
+            raise SettingsError(f"{PREFIX}RATE_LIMIT_PER_MINUTE: must be 0 (off) or positive")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"{PREFIX}REDIS_URL: expected a redis:// or rediss:// URL, got {self.redis_url!r}"
+            )
+        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise SettingsError(
+                f"{PREFIX}LOG_LEVEL: expected critical, error, warning, info, debug or trace, "
+                f"got {self.log_level!r}"
+            )
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(
+                f"{PREFIX}LOG_FORMAT: expected json or text, got {self.log_format!r}"
+            )
+        if self.shutdown_timeout_seconds <= 0:
+            raise SettingsError(f"{PREFIX}SHUTDOWN_TIMEOUT_SECONDS: must be positive")
 
     @property
     def is_sqlite(self) -> bool:

@@ -37,3 +37,5 @@ def test_bench_harness_runs_on_a_tiny_operator(tmp_path: Path) -> None:
     assert figures["outcome_errors"] == 0
     assert figures["half_load_server_ms"]["requests"] > 0
     assert figures["peak_rss_mb_per_worker"]
+    private, peak = figures["private_rss_mb_per_worker"], figures["peak_rss_mb_per_worker"]
+    assert private and 0 < max(private) <= max(peak)

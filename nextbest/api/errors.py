@@ -10,15 +10,19 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from nextbest.errors import ServiceError
+from nextbest.logs import mask_numbers
 
 __all__ = ["exception_handlers"]
 
 
-def _body(status: int, detail: str, field: str | None = None) -> Response[dict[str, Any]]:
-    content: dict[str, Any] = {"status_code": status, "detail": detail}
+def _body(
+    status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    # An error may quote what was sent; a subscriber's number never leaves whole, even then.
+    content: dict[str, Any] = {"status_code": status, "detail": mask_numbers(detail)}
     if field:
         content["field"] = field
-    return Response(content, status_code=status, media_type=MediaType.JSON)
+    return Response(content, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:
@@ -52,7 +56,8 @@ def _validation_error(
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    return _body(exc.status_code, str(exc.detail))
+    # Keep the exception's headers: Retry-After on 429, WWW-Authenticate on 401, Allow on 405.
+    return _body(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 def _internal_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

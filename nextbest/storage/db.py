@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from nextbest.settings import Settings
 from nextbest.storage import tables
 from nextbest.storage.models import Base
+from nextbest.storage.raw import RawReader
 
 __all__ = ["Database"]
 
@@ -42,12 +43,19 @@ class Database:
             url = self.url
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            recycle = settings.db_pool_recycle_seconds
             self.reader = create_engine(
                 url,
                 echo=settings.sql_echo,
                 pool_size=settings.db_pool_size,
-                max_overflow=settings.db_pool_size,
-                pool_pre_ping=True,
+                max_overflow=settings.db_max_overflow,
+                pool_timeout=settings.db_pool_timeout_seconds,
+                pool_recycle=int(recycle) if recycle > 0 else -1,
+                # A ping before every checkout is a round trip per read; off by default: a
+                # connection found dead fails its request and SQLAlchemy renews the pool.
+                pool_pre_ping=settings.db_pre_ping,
+                # Names the node's connections in pg_stat_activity.
+                connect_args={"application_name": "nextbest"},
             )
             self.writer = self.reader
             self.fast_writer = self.reader
@@ -98,8 +106,17 @@ class Database:
         return engine
 
     def create_schema(self) -> None:
+        """Tests, the demo, single-node starts: create the tables straight from the models.
+
+        A database created here from nothing is stamped with the migrations' head, so
+        ``nextbest migrate`` takes it from there; one the migrations manage is left to them
+        (refused with "run nextbest migrate" if it is behind). See nextbest/migrations.
+        """
         assert tables.models is not None  # every table module is imported
-        Base.metadata.create_all(self.writer)
+        assert Base.metadata is not None
+        from nextbest.migrations import prepare_schema
+
+        prepare_schema(self)
 
     def has_schema(self) -> bool:
         return inspect(self.reader).has_table("data_versions")
@@ -108,6 +125,15 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._read() as session, session.begin():
             yield session
+
+    @contextmanager
+    def raw_read(self) -> Iterator[RawReader]:
+        """Reads on a pooled connection without a Session (see ``RawReader``)."""
+        connection = self.reader.raw_connection()
+        try:
+            yield RawReader(connection, sqlite=self.is_sqlite)
+        finally:
+            connection.close()  # back to the pool (which rolls back on PostgreSQL)
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Session]:

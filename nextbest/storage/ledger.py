@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-from sqlalchemy.orm import Session
+from typing import Any
 
 from nextbest.records import ContactEvent
-from nextbest.storage.models import Decision, DecisionOffer
-from nextbest.storage.raw import fetch, insert_rows, utc
+from nextbest.storage.models import Decision
+from nextbest.storage.raw import Reads, fetch, is_sqlite, utc
 
-__all__ = ["live_history", "save_decision"]
+__all__ = ["decision_row", "live_history", "live_history_and_dnd"]
 
 
 _HISTORY_SQL = (
@@ -22,15 +21,39 @@ _HISTORY_SQL = (
 )
 
 
-def live_history(session: Session, msisdn: str, since: datetime) -> list[ContactEvent]:
+def live_history(session: Reads, msisdn: str, since: datetime) -> list[ContactEvent]:
     """Outcomes recorded here since ``since``, plus every live subscription (held for good)."""
-    bound: object = since
-    if session.get_bind().dialect.name == "sqlite":
+    return _events(fetch(session, _HISTORY_SQL, (msisdn, _bound(session, since), msisdn)))
+
+
+# The do-not-call list in the same statement: one round trip for both on PostgreSQL.
+_ON_DND_LIST = "#dnd-list"  # not a channel: channels are lower-case words
+_HISTORY_AND_DND_SQL = (
+    f"{_HISTORY_SQL} UNION ALL "
+    f"SELECT '{_ON_DND_LIST}', '{_ON_DND_LIST}', NULL, NULL FROM dnd_numbers WHERE msisdn = ?"
+)
+
+
+def live_history_and_dnd(
+    session: Reads, msisdn: str, since: datetime
+) -> tuple[list[ContactEvent], bool]:
+    """``live_history``, and whether the number is on the do-not-call list."""
+    rows = fetch(session, _HISTORY_AND_DND_SQL, (msisdn, _bound(session, since), msisdn, msisdn))
+    events = [row for row in rows if row[0] != _ON_DND_LIST]
+    return _events(events), len(events) != len(rows)
+
+
+def _bound(session: Reads, since: datetime) -> object:
+    if is_sqlite(session):
         # Compare as SQLite stores UtcDateTime: naive UTC text.
-        bound = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return since
+
+
+def _events(rows: list[tuple[Any, ...]]) -> list[ContactEvent]:
     return [
         ContactEvent(channel=channel, kind=kind, at=utc(at), offer_id=offer_id, source="nextbest")
-        for channel, kind, at, offer_id in fetch(session, _HISTORY_SQL, (msisdn, bound, msisdn))
+        for channel, kind, at, offer_id in rows
     ]
 
 
@@ -41,12 +64,10 @@ _DECISION_COLUMNS = tuple(
 )
 
 
-def save_decision(session: Session, decision: Decision, offers: list[dict[str, object]]) -> None:
-    """Store the impression: the decision row and the offers shown, with plain SQL (this runs
-    on every decision; the ORM's unit of work costs more than the insert)."""
+def decision_row(decision: Decision) -> dict[str, Any]:
+    """The decision as the row to insert (column defaults applied, as a flush would)."""
     row = {}
     for column, default in _DECISION_COLUMNS:
         value = getattr(decision, column)
         row[column] = default if value is None else value
-    insert_rows(session, Decision.__table__, [row])  # type: ignore[arg-type]
-    insert_rows(session, DecisionOffer.__table__, offers)  # type: ignore[arg-type]
+    return row

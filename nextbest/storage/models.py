@@ -168,6 +168,10 @@ class Decision(Base):
     customer_rule: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # Set when the decision was made for a campaign's call task (outbound queue).
     campaign_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The control-group experiment this decision took part in and its arm (model / control);
+    # None when no experiment runs (catalog [experiment]). See nextbest/experiments.py.
+    experiment: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     __table_args__ = (
         Index("decisions_by_msisdn", "msisdn", "created_at"),
@@ -269,6 +273,9 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The call-center team an agent (or a supervisor's scope) belongs to. Added after the
+    # first release: security_models.py adds it to an existing table.
+    team_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class ProvisioningJob(Base):
