@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Literal
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from nextbest.storage.db import Database
 from nextbest.storage.models import ApiKey
@@ -37,6 +37,7 @@ __all__ = [
     "list_keys",
     "report_scope",
     "revoke_key",
+    "team_members",
 ]
 
 Role = Literal["clerk", "agent", "supervisor", "admin"]
@@ -176,12 +177,23 @@ def report_scope(actor: Actor) -> ReportScope:
     """A supervisor bound to a store (or team) sees that store's (or team's) rows only; an
     admin, or a supervisor bound to neither, sees everything.
 
-    The hook every report applies: the look-up trail does (nextbest/api/lookups.py); sales
-    reports should filter their rows by the same scope as they grow the store/team columns.
+    The HTTP layer passes it to every service a supervisor reads from: the look-up trail
+    (nextbest/lookups.py), the reports (nextbest/reports.py), the sales lists
+    (nextbest/sales.py) and the dashboard; each applies it to its own rows.
     """
     if actor.role != "supervisor":
         return ReportScope()
     return ReportScope(store_id=actor.store_id, team_id=actor.team_id)
+
+
+def team_members(team_id: str) -> Select[str]:
+    """The user ids of a team, as a subquery: everyone who has held a key bound to it.
+
+    Decisions and sales record the user, not the team, so this is what puts them in a team.
+    Revoked and expired keys count: a team's past figures do not change when someone leaves.
+    Someone who moved from one team to another counts in both, for every day.
+    """
+    return select(ApiKey.user_id).where(ApiKey.team_id == team_id)
 
 
 def key_of(db: Database, key: str) -> ApiKey | None:

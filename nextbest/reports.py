@@ -8,6 +8,12 @@ outcome. Every rate is None where there is nothing to divide by, never an error.
 
 Each report is a Struct with ``columns`` (the order of a table) and ``rows``; ``to_csv`` turns
 any of them into CSV.
+
+A supervisor bound to a store or a team (``ReportScope``, nextbest/keys.py) sees that store's
+or team's rows only. On the rollups a store is the ``store`` dimension and a team the ``agent``
+dimension kept to the team's members, so the scope takes one of the two dimensions a report
+can combine. The sales-ledger figures keep the sales made in the store or by the team's
+members. The lift cannot be cut either way and is refused to a scoped supervisor.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from typing import Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
-from sqlalchemy import and_, case, distinct, func, inspect, literal_column, or_, select
+from sqlalchemy import Select, and_, case, distinct, func, inspect, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from nextbest.audit import AUDIT_FLAGS
 from nextbest.clock import Clock
-from nextbest.errors import BadInput
+from nextbest.errors import BadInput, ServiceError
+from nextbest.keys import ReportScope, team_members
 from nextbest.rollups import (
     DIMENSIONS,
     Measures,
@@ -37,8 +44,9 @@ from nextbest.rollups import (
     report_day,
     utc_bounds,
 )
+from nextbest.sales import in_scope
 from nextbest.storage.db import Database
-from nextbest.storage.models import AuditFlag, Decision, Subscription
+from nextbest.storage.models import ApiKey, AuditFlag, Decision, Subscription
 
 __all__ = [
     "AgentRow",
@@ -53,11 +61,13 @@ __all__ = [
     "FunnelRow",
     "LiftReport",
     "LiftRow",
+    "OutOfScope",
     "ReportService",
     "RevenueReport",
     "RevenueRow",
     "lift_interval",
     "rate",
+    "splits",
     "to_csv",
     "wilson",
 ]
@@ -141,6 +151,9 @@ class ConversionReport(msgspec.Struct, kw_only=True):
     columns: list[str]
     rows: list[ConversionRow]
     total: ConversionRow
+    # The store or team the rows are limited to (a scoped supervisor): {"store": ...} or
+    # {"team": ...}; empty for everything.
+    scope: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class FunnelRow(_Dims, kw_only=True):
@@ -165,6 +178,7 @@ class FunnelReport(msgspec.Struct, kw_only=True):
     targeted_source: str
     columns: list[str]
     rows: list[FunnelRow]
+    scope: dict[str, str] = msgspec.field(default_factory=dict)  # as ConversionReport's
 
 
 class RevenueRow(_Dims, kw_only=True):
@@ -181,6 +195,7 @@ class RevenueReport(msgspec.Struct, kw_only=True):
     columns: list[str]
     rows: list[RevenueRow]
     total: RevenueRow
+    scope: dict[str, str] = msgspec.field(default_factory=dict)  # as ConversionReport's
 
 
 class AgentRow(msgspec.Struct, kw_only=True):
@@ -207,6 +222,7 @@ class AgentsReport(msgspec.Struct, kw_only=True):
     team_rate: float | None
     columns: list[str]
     rows: list[AgentRow]
+    scope: dict[str, str] = msgspec.field(default_factory=dict)  # as ConversionReport's
 
 
 class LiftRow(_Dims, kw_only=True):
@@ -253,6 +269,7 @@ class FailuresReport(msgspec.Struct, kw_only=True):
     by: list[str]
     columns: list[str]
     rows: list[FailureRow]
+    scope: dict[str, str] = msgspec.field(default_factory=dict)  # as ConversionReport's
 
 
 class AuditFlagRow(msgspec.Struct, kw_only=True):
@@ -272,6 +289,7 @@ class AuditReport(msgspec.Struct, kw_only=True):
     by: list[str]
     columns: list[str]
     rows: list[AuditFlagRow]
+    scope: dict[str, str] = msgspec.field(default_factory=dict)  # as ConversionReport's
 
 
 Report = (
@@ -319,6 +337,49 @@ def _dims(row: RollupRow, by: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+class OutOfScope(ServiceError):
+    """A scoped supervisor asked for rows outside their store or team, or for a report that
+    cannot be limited to them."""
+
+    status = 403
+
+
+_EVERYTHING = ReportScope()
+
+
+def _bound(scope: ReportScope) -> dict[str, str]:
+    """The rollup dimension each binding of a scope takes, and how to name the binding."""
+    bound: dict[str, str] = {}
+    if scope.store_id is not None:
+        bound["store"] = f"store {scope.store_id}"
+    if scope.team_id is not None:
+        bound["agent"] = f"team {scope.team_id} (its agents)"
+    return bound
+
+
+def _scope_out(scope: ReportScope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if scope.store_id is not None:
+        out["store"] = scope.store_id
+    if scope.team_id is not None:
+        out["team"] = scope.team_id
+    return out
+
+
+def _limits(scope: ReportScope) -> tuple[dict[str, str], dict[str, Select[str]]]:
+    """The scope as ``read_rollups`` filters: a store is one value of the store dimension, a
+    team the agent dimension kept to its members (a subquery, so still one query)."""
+    filters = {"store": scope.store_id} if scope.store_id is not None else {}
+    within = {"agent": team_members(scope.team_id)} if scope.team_id is not None else {}
+    return filters, within
+
+
+def splits(scope: ReportScope | None = None) -> tuple[str, ...]:
+    """The dimensions a rollup report can be split by, one at a time, within a scope."""
+    bound = _bound(scope if scope is not None else _EVERYTHING)
+    return tuple(d for d in DIMENSIONS if len({d, *bound}) <= 2)
+
+
 class ReportService:
     def __init__(
         self, db: Database, clock: Clock, settle: Callable[[], object] | None = None
@@ -343,7 +404,12 @@ class ReportService:
         return since, until
 
     @staticmethod
-    def _by(by: Sequence[str], filters: Mapping[str, str], allowed: Sequence[str]) -> list[str]:
+    def _by(
+        by: Sequence[str],
+        filters: Mapping[str, str],
+        allowed: Sequence[str],
+        scope: ReportScope = _EVERYTHING,
+    ) -> list[str]:
         by = list(dict.fromkeys(by))
         for dim in by:
             if dim not in allowed:
@@ -357,7 +423,39 @@ class ReportService:
                 f"(asked: {', '.join(sorted(dims))})",
                 field="by",
             )
+        bound = _bound(scope)
+        if len(dims | bound.keys()) > 2:
+            takes = "one" if len(bound) == 1 else "both"
+            raise BadInput(
+                f"by: your reports are limited to {' and '.join(bound.values())}, which takes "
+                f"{takes} of the two dimensions a report can combine, counting the filtered "
+                f"ones (asked: {', '.join(sorted(dims))}); split by fewer",
+                field="by",
+            )
         return by
+
+    def _check_filters(self, filters: Mapping[str, str], scope: ReportScope) -> None:
+        """A filter outside the scope is refused rather than answered with an empty table,
+        which would read as "no sales there"."""
+        store = filters.get("store")
+        if scope.store_id is not None and store is not None and store != scope.store_id:
+            raise OutOfScope(
+                f"store: your reports are limited to store {scope.store_id}; "
+                f"{store!r} is outside it",
+                field="store",
+            )
+        agent = filters.get("agent")
+        if scope.team_id is not None and agent is not None:
+            with self.db.read() as session:
+                member = session.scalar(
+                    team_members(scope.team_id).where(ApiKey.user_id == agent).limit(1)
+                )
+            if member is None:
+                raise OutOfScope(
+                    f"agent: your reports are limited to team {scope.team_id}; "
+                    f"{agent!r} is not in it",
+                    field="agent",
+                )
 
     # -- conversion, revenue --
 
@@ -368,11 +466,14 @@ class ReportService:
         until: date | None = None,
         by: Sequence[str] = (),
         filters: Mapping[str, str] | None = None,
+        scope: ReportScope | None = None,
     ) -> ConversionReport:
         since, until = self.period(since, until)
         filters = dict(filters or {})
-        by = self._by(by, filters, (*DIMENSIONS, "day"))
-        rows, total = self._rollups(since, until, by, filters)
+        scope = scope if scope is not None else _EVERYTHING
+        by = self._by(by, filters, (*DIMENSIONS, "day"), scope)
+        self._check_filters(filters, scope)
+        rows, total = self._rollups(since, until, by, filters, scope)
         return ConversionReport(
             since=since,
             until=until,
@@ -381,6 +482,7 @@ class ReportService:
             columns=[*by, "presented", "accepted", "rate", "revenue"],
             rows=[ConversionRow(**_dims(r, by), **_conversion(r.measures)) for r in rows],
             total=ConversionRow(**_conversion(total)),
+            scope=_scope_out(scope),
         )
 
     def revenue(
@@ -390,11 +492,14 @@ class ReportService:
         until: date | None = None,
         by: Sequence[str] = (),
         filters: Mapping[str, str] | None = None,
+        scope: ReportScope | None = None,
     ) -> RevenueReport:
         since, until = self.period(since, until)
         filters = dict(filters or {})
-        by = self._by(by, filters, (*DIMENSIONS, "day"))
-        rows, total = self._rollups(since, until, by, filters)
+        scope = scope if scope is not None else _EVERYTHING
+        by = self._by(by, filters, (*DIMENSIONS, "day"), scope)
+        self._check_filters(filters, scope)
+        rows, total = self._rollups(since, until, by, filters, scope)
         return RevenueReport(
             since=since,
             until=until,
@@ -403,20 +508,28 @@ class ReportService:
             columns=[*by, "sales", "revenue", "average_price"],
             rows=[RevenueRow(**_dims(r, by), **_revenue(r.measures)) for r in rows],
             total=RevenueRow(**_revenue(total)),
+            scope=_scope_out(scope),
         )
 
     def _rollups(
-        self, since: date, until: date, by: Sequence[str], filters: Mapping[str, str]
+        self,
+        since: date,
+        until: date,
+        by: Sequence[str],
+        filters: Mapping[str, str],
+        scope: ReportScope,
     ) -> tuple[list[RollupRow], Measures]:
         dims = [d for d in by if d != "day"]
+        forced, within = _limits(scope)
         with self.db.read() as session:
             rows = read_rollups(
                 session,
                 dims=dims,
                 since=since,
                 until=until,
-                filters=filters,
+                filters={**filters, **forced},
                 by_day="day" in by,
+                within=within,
             )
         total = Measures()
         for row in rows:
@@ -434,9 +547,11 @@ class ReportService:
         until: date | None = None,
         by: Sequence[str] = (),
         retention_days: int = 90,
+        scope: ReportScope | None = None,
     ) -> FunnelReport:
         since, until = self.period(since, until)
-        by = self._by(by, {}, ("agent", "store", "channel", "campaign", "segment", "day"))
+        scope = scope if scope is not None else _EVERYTHING
+        by = self._by(by, {}, ("agent", "store", "channel", "campaign", "segment", "day"), scope)
         if len([d for d in by if d != "day"]) > 1:
             raise BadInput("by: the funnel splits by one dimension (and the day)", field="by")
         if retention_days < 1:
@@ -444,17 +559,21 @@ class ReportService:
         dims = [d for d in by if d != "day"]
         # The campaign queue's own figures: targets, and calls the customer answered. They
         # apply to the whole funnel and to a split by campaign (a target has no agent, store
-        # or day).
-        use_queue = by in ([], ["campaign"])
+        # or day), and so never within a store's or team's scope.
+        bound = _bound(scope)
+        use_queue = by in ([], ["campaign"]) and not bound
+        forced, within = _limits(scope)
         with self.db.read() as session:
             contacts = read_rollups(
                 session,
                 dims=["campaign"] if use_queue else dims,
                 since=since,
                 until=until,
+                filters=forced,
                 by_day="day" in by,
+                within=within,
             )
-            sales = self._sales_funnel(session, since, until, by, retention_days)
+            sales = self._sales_funnel(session, since, until, by, retention_days, scope)
             queue = _campaign_queue(session, since, until) if use_queue else None
         keyed: dict[tuple[Any, ...], dict[str, Any]] = {}
         for row in contacts:
@@ -513,8 +632,9 @@ class ReportService:
                 "outside campaigns are reached when a decision is served"
             )
         else:
+            where = f"within {' and '.join(bound.values())}" if bound else "for this split"
             source = (
-                "decisions: targeted is not known for this split; reached counts every "
+                f"decisions: targeted is not known {where}; reached counts every "
                 "decision served (a contact at the counter, on a call in, or a call out)"
             )
         return FunnelReport(
@@ -525,6 +645,7 @@ class ReportService:
             targeted_source=source,
             columns=[*by, *_FUNNEL_COLUMNS],
             rows=rows,
+            scope=_scope_out(scope),
         )
 
     def _sales_funnel(
@@ -534,6 +655,7 @@ class ReportService:
         until: date,
         by: Sequence[str],
         retention_days: int,
+        scope: ReportScope,
     ) -> dict[tuple[Any, ...], tuple[int, int, int]]:
         """Per group: contacts with a delivered sale, with a sale old enough to tell, and with
         one still active ``retention_days`` after it was made (the sale's day and its seller)."""
@@ -555,7 +677,7 @@ class ReportService:
             func.count(distinct(case((delivered, s.decision_id)))),
             func.count(distinct(case((matured, s.decision_id)))),
             func.count(distinct(case((retained, s.decision_id)))),
-        ).where(s.created_at >= start, s.created_at < end)
+        ).where(s.created_at >= start, s.created_at < end, *in_scope(scope))
         if {"campaign", "segment"} & set(by):
             query = query.join(Decision, Decision.id == s.decision_id)
         if groups:
@@ -581,15 +703,28 @@ class ReportService:
         until: date | None = None,
         filters: Mapping[str, str] | None = None,
         confidence: float = 0.95,
+        scope: ReportScope | None = None,
     ) -> AgentsReport:
+        """The team is everyone in the filter and the scope: a team-bound supervisor's agents
+        are compared with their own team, a store-bound one's with their store."""
         since, until = self.period(since, until)
         filters = dict(filters or {})
+        scope = scope if scope is not None else _EVERYTHING
         if "agent" in filters:
             raise BadInput("agent: compare agents without filtering on one", field="agent")
-        self._by(["agent"], filters, ("agent",))
+        self._by(["agent"], filters, ("agent",), scope)
+        self._check_filters(filters, scope)
         _check_confidence(confidence)
+        forced, within = _limits(scope)
         with self.db.read() as session:
-            rows = read_rollups(session, dims=["agent"], since=since, until=until, filters=filters)
+            rows = read_rollups(
+                session,
+                dims=["agent"],
+                since=since,
+                until=until,
+                filters={**filters, **forced},
+                within=within,
+            )
         team_n = sum(r.measures.presented for r in rows)
         team_k = sum(r.measures.accepted for r in rows)
         team = rate(team_k, team_n)
@@ -636,6 +771,7 @@ class ReportService:
             team_rate=team,
             columns=list(msgspec.structs.asdict(_AGENT_EXAMPLE)),
             rows=out,
+            scope=_scope_out(scope),
         )
 
     # -- lift --
@@ -648,7 +784,18 @@ class ReportService:
         by: Sequence[str] = (),
         experiment: str | None = None,
         confidence: float = 0.95,
+        scope: ReportScope | None = None,
     ) -> LiftReport:
+        """Refused to a scoped supervisor: the experiment's arms are kept on grains without a
+        store or an agent, and operator-wide figures are not theirs to see."""
+        bound = _bound(scope if scope is not None else _EVERYTHING)
+        if bound:
+            raise OutOfScope(
+                "lift: the model is compared with the control group for the whole operator "
+                "only (the report tables that keep the two groups apart have no store or "
+                f"agent), so it cannot be limited to {' and '.join(bound.values())}; "
+                "ask an admin for it"
+            )
         since, until = self.period(since, until)
         by = self._by(by, {}, ("channel", "campaign", "offer"))
         if len(by) > 1:
@@ -715,7 +862,12 @@ class ReportService:
     # -- provisioning failures, audit flags (the sales ledger) --
 
     def failures(
-        self, *, since: date | None = None, until: date | None = None, by: Sequence[str] = ()
+        self,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        by: Sequence[str] = (),
+        scope: ReportScope | None = None,
     ) -> FailuresReport:
         since, until = self.period(since, until)
         allowed = ("offer", "store", "agent", "channel", "reason", "day")
@@ -738,7 +890,7 @@ class ReportService:
                     func.sum(case((failed, 1), else_=0)),
                     func.sum(case((failed, s.price), else_=0.0)),
                 )
-                .where(s.created_at >= start, s.created_at < end)
+                .where(s.created_at >= start, s.created_at < end, *in_scope(scope))
                 .group_by(*groups)
                 .order_by(*groups)
             )
@@ -769,10 +921,16 @@ class ReportService:
             by=by,
             columns=[*by, "sales", "failed", "share", "revenue_lost"],
             rows=rows,
+            scope=_scope_out(scope if scope is not None else _EVERYTHING),
         )
 
     def audit_flags(
-        self, *, since: date | None = None, until: date | None = None, by: Sequence[str] = ()
+        self,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        by: Sequence[str] = (),
+        scope: ReportScope | None = None,
     ) -> AuditReport:
         since, until = self.period(since, until)
         allowed = ("flag", "agent", "store", "offer", "channel")
@@ -795,7 +953,7 @@ class ReportService:
         query = (
             select(*groups, func.count(), func.count(distinct(AuditFlag.subscription_id)))
             .join(s, s.id == AuditFlag.subscription_id)
-            .where(s.created_at >= start, s.created_at < end)
+            .where(s.created_at >= start, s.created_at < end, *in_scope(scope))
             .group_by(*groups)
             .order_by(*groups)
         )
@@ -821,6 +979,7 @@ class ReportService:
             by=by,
             columns=[*out_columns, "flags", "sales_flagged"],
             rows=rows,
+            scope=_scope_out(scope if scope is not None else _EVERYTHING),
         )
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 import itertools
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from nextbest.learning import CellCounts, CellKey
@@ -455,12 +455,15 @@ def read_rollups(
     by_arm: bool = False,
     experiment: str | None = None,
     arms: Sequence[str] | None = None,
+    within: Mapping[str, Collection[str] | Select[Any]] | None = None,
 ) -> list[RollupRow]:
     """Sums over the days ``since``..``until`` (inclusive), grouped by ``dims`` (and the day,
-    the experiment arm); ``filters`` keep one value of a dimension. ``dims`` and the filtered
-    dimensions together are at most two; the arm is kept by ARM_GRAINS only."""
+    the experiment arm); ``filters`` keep one value of a dimension, ``within`` several (a list,
+    or a subquery that returns them: still one query). ``dims`` and the dimensions filtered
+    either way are at most two together; the arm is kept by ARM_GRAINS only."""
     filters = dict(filters or {})
-    grain, pair = grain_for({*dims, *filters})
+    within = dict(within or {})
+    grain, pair = grain_for({*dims, *filters, *within})
     if (by_arm or experiment is not None or arms is not None) and pair not in ARM_GRAINS:
         raise ValueError(f"the grain {grain} does not keep experiment arms apart")
     column = {d: getattr(ReportRollup, f"k{i + 1}") for i, d in enumerate(pair)}
@@ -474,6 +477,8 @@ def read_rollups(
     )
     for dim, value in filters.items():
         query = query.where(column[dim] == value)
+    for dim, values in within.items():
+        query = query.where(column[dim].in_(values))
     if experiment is not None:
         query = query.where(ReportRollup.experiment == experiment)
     if arms is not None:

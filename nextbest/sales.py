@@ -1,18 +1,23 @@
-"""Sales seen from the back office: failed provisioning, audit flags, 90-day retention."""
+"""Sales seen from the back office: failed provisioning, audit flags, 90-day retention.
+
+A supervisor bound to a store or team (``ReportScope``) sees the sales made in that store, or
+by that team's people: a sale belongs to the clerk or agent who recorded it, and their store.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from nextbest.clock import Clock
+from nextbest.keys import ReportScope, team_members
 from nextbest.msisdn import mask
 from nextbest.storage.db import Database
 from nextbest.storage.models import AuditFlag, Subscription
 
-__all__ = ["AuditFlagOut", "Retention", "SaleOut", "SalesService"]
+__all__ = ["AuditFlagOut", "Retention", "SaleOut", "SalesService", "in_scope"]
 
 MAX_ROWS = 1000
 
@@ -50,15 +55,34 @@ class Retention(msgspec.Struct, kw_only=True):
     rate: float | None  # None when there is nothing to divide
 
 
+def in_scope(scope: ReportScope | None) -> list[ColumnElement[bool]]:
+    """Conditions on ``subscriptions`` that keep a scope's sales (none: every sale)."""
+    where: list[ColumnElement[bool]] = []
+    if scope is not None and scope.store_id is not None:
+        where.append(Subscription.store_id == scope.store_id)
+    if scope is not None and scope.team_id is not None:
+        where.append(Subscription.user_id.in_(team_members(scope.team_id)))
+    return where
+
+
 class SalesService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
 
     def subscriptions(
-        self, status: str | None, since: datetime | None, until: datetime | None
+        self,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        scope: ReportScope | None = None,
     ) -> list[SaleOut]:
-        query = select(Subscription).order_by(Subscription.id.desc()).limit(MAX_ROWS)
+        query = (
+            select(Subscription)
+            .where(*in_scope(scope))
+            .order_by(Subscription.id.desc())
+            .limit(MAX_ROWS)
+        )
         if status:
             query = query.where(Subscription.status == status)
         if since:
@@ -83,10 +107,11 @@ class SalesService:
                 for row in session.scalars(query)
             ]
 
-    def audit_flags(self, flag: str | None) -> list[AuditFlagOut]:
+    def audit_flags(self, flag: str | None, scope: ReportScope | None = None) -> list[AuditFlagOut]:
         query = (
             select(AuditFlag, Subscription)
             .join(Subscription, Subscription.id == AuditFlag.subscription_id)
+            .where(*in_scope(scope))
             .order_by(AuditFlag.id.desc())
             .limit(MAX_ROWS)
         )
@@ -106,7 +131,7 @@ class SalesService:
                 for f, s in session.execute(query)
             ]
 
-    def retention(self, days: int = 90) -> Retention:
+    def retention(self, days: int = 90, scope: ReportScope | None = None) -> Retention:
         cutoff = self.clock.now() - timedelta(days=days)
         with self.db.read() as session:
             rows = list(
@@ -114,6 +139,7 @@ class SalesService:
                     select(Subscription.created_at, Subscription.cancelled_at).where(
                         Subscription.created_at <= cutoff,
                         Subscription.status.in_(("active", "cancelled")),
+                        *in_scope(scope),
                     )
                 )
             )

@@ -224,17 +224,23 @@ def test_an_ended_session_says_so(web: Web) -> None:
 # --- the dashboard ------------------------------------------------------------------------------
 
 
-def _sell(web: Web, msisdn: str = "13900000001", outcome: str = "accepted") -> Any:
+def _sell(
+    web: Web,
+    msisdn: str = "13900000001",
+    outcome: str = "accepted",
+    role: str = "clerk",
+    channel: str = "store",
+) -> Any:
     decision = web.client.post(
         "/v1/decisions",
-        json={"msisdn": msisdn, "channel": "store"},
-        headers=web.bearer("clerk"),
+        json={"msisdn": msisdn, "channel": channel},
+        headers=web.bearer(role),
     ).json()
     offer = decision["offers"][0]["offer_id"]
     recorded = web.client.post(
         f"/v1/decisions/{decision['decision_id']}/outcomes",
         json={"offer_id": offer, "outcome": outcome},
-        headers=web.bearer("clerk"),
+        headers=web.bearer(role),
     )
     assert recorded.status_code == 201, recorded.text
     return decision
@@ -288,6 +294,76 @@ def test_dashboard_by_another_dimension_and_a_bad_range(web: Web) -> None:
     assert 'role="alert"' in response.text
     _, page = web.page("/dashboard?since=2026-11-19&until=2026-11-01")
     assert page.context["problem"] == "dates"
+
+
+def test_a_scoped_supervisors_dashboard_shows_their_store_or_team_only(web: Web) -> None:
+    now = web.clock.now()
+    for name, role, store, team in (
+        ("clerk-wx", "clerk", "WX-0003", None),
+        ("agent-t1", "agent", None, "T1"),
+        ("agent-t2", "agent", None, "T2"),
+        ("sup-nj", "supervisor", "NJ-0001", None),
+        ("sup-t1", "supervisor", None, "T1"),
+    ):
+        web.keys[name] = create_key(
+            web.db, role=role, user_id=name, store_id=store, team_id=team, now=now
+        )
+    # (who, number, channel, outcome): crbt_open 5 yuan at NJ-0001, crbt_box 1 yuan at
+    # WX-0003, an alert (1 yuan) sold by T1, one declined by T2.
+    for role, msisdn, channel, outcome in (
+        ("clerk", "13900000001", "store", "accepted"),
+        ("clerk-wx", "13900000003", "store", "accepted"),
+        ("agent-t1", "13900000004", "inbound", "accepted"),
+        ("agent-t2", "13900000002", "inbound", "declined"),
+    ):
+        _sell(web, msisdn, outcome, role=role, channel=channel)
+
+    def dashboard(role: str) -> tuple[str, dict[str, Any]]:
+        web.sign_in(role)
+        response, page = web.page("/dashboard?by=agent")
+        assert page.context["allowed"] is True
+        return response.text, page.context["data"]
+
+    shown = {}
+    for role in ("sup-nj", "sup-t1", "admin"):
+        text, data = dashboard(role)
+        total = data["total"]
+        shown[role] = (
+            data["contacts"],
+            total.presented,
+            total.accepted,
+            total.revenue,
+            [code for code, _, _ in data["by_dim"]],
+            [row.agent for row in data["agents"].rows],
+            'data-kpi="lift"' in text,
+        )
+        assert f'<b data-kpi="accepted">{total.accepted}</b>' in text
+    assert shown == {
+        "sup-nj": (1, 1, 1, 5.0, ["clerk-1"], ["clerk-1"], False),
+        "sup-t1": (1, 1, 1, 1.0, ["agent-t1"], ["agent-t1"], False),
+        "admin": (
+            4,
+            4,
+            3,
+            7.0,
+            ["agent-t1", "clerk-1", "clerk-wx", "agent-t2"],
+            ["agent-t1", "clerk-1", "clerk-wx", "agent-t2"],
+            True,
+        ),
+    }
+    # The lift (the whole operator's) is left out for a bound supervisor, not shown empty.
+    text, data = dashboard("sup-t1")
+    assert data["lift"] is None and data["lift_by_channel"] is None
+    assert 'data-table="lift"' not in text and "/v1/reports/lift" not in text
+    assert data["scope"].team_id == "T1"
+    assert "Team T1 only" in text  # and it says so
+    # Its links to the API answer with the same scope (the session is the supervisor's).
+    answer = web.client.get("/v1/reports/conversion?since=2026-11-06&until=2026-11-19&by=agent")
+    assert [r["agent"] for r in answer.json()["rows"]] == ["agent-t1"]
+    text, _ = dashboard("sup-nj")
+    assert "Store NJ-0001 only" in text
+    text, _ = dashboard("admin")
+    assert 'class="nb-scope"' not in text
 
 
 def test_dashboard_lists_campaigns_awaiting_approval(web: Web) -> None:

@@ -39,7 +39,8 @@ from nextbest.charts import bar_chart, line_chart
 from nextbest.demo import EXAMPLES
 from nextbest.errors import Conflict, NotFound, ServiceError
 from nextbest.i18n import LANG_COOKIE, LANGS, Lang, choose_lang, subset, translator
-from nextbest.keys import Actor
+from nextbest.keys import Actor, ReportScope, report_scope
+from nextbest.reports import splits
 from nextbest.rollups import report_day, utc_bounds
 from nextbest.sessions import CSRF_HEADER, SESSION_COOKIE
 from nextbest.storage.campaign_models import CallTask, Campaign, TaskEvent
@@ -257,9 +258,13 @@ def dashboard(request: Request[Any, Any, Any], services: ServicesDep) -> Templat
     lang, _ = _lang(request)
     data: dict[str, Any] | None = None
     problem: str | None = None
+    dimensions: Sequence[str] = DIMENSIONS
     if actor is not None and actor.role in DASHBOARD_ROLES:
-        since, until, dim, problem = _dashboard_params(request, services)
-        data = dashboard_data(services, since, until, dim, lang)
+        # A supervisor bound to a store or team sees that scope's numbers, as in the API.
+        scope = report_scope(actor)
+        dimensions = splits(scope)
+        since, until, dim, problem = _dashboard_params(request, services, dimensions)
+        data = dashboard_data(services, since, until, dim, lang, scope)
     return _page(
         request,
         services,
@@ -270,7 +275,7 @@ def dashboard(request: Request[Any, Any, Any], services: ServicesDep) -> Templat
         viewer=viewer,
         data=data,
         problem=problem,
-        dimensions=DIMENSIONS,
+        dimensions=dimensions,
     )
 
 
@@ -446,10 +451,10 @@ def _parse_day(value: str | None) -> date | None:
 
 
 def _dashboard_params(
-    request: Request[Any, Any, Any], services: Services
+    request: Request[Any, Any, Any], services: Services, dimensions: Sequence[str] = DIMENSIONS
 ) -> tuple[date, date, str, str | None]:
-    """since, until, the conversion dimension, and what was wrong with the request (the page
-    then shows the default range and says so, rather than an error)."""
+    """since, until, the conversion dimension (one of ``dimensions``), and what was wrong with
+    the request (the page then shows the default range and says so, rather than an error)."""
     params = request.query_params
     today = report_day(services.clock.now())
     problem = None
@@ -463,9 +468,10 @@ def _dashboard_params(
         since, until, problem = until - timedelta(days=13), until, "dates"
     if (until - since).days > 366:
         since, problem = until - timedelta(days=366), "dates"
-    dim = params.get("by") or "offer"
-    if dim not in DIMENSIONS:
-        dim, problem = "offer", "by"
+    default = "offer" if "offer" in dimensions else dimensions[0]
+    dim = params.get("by") or default
+    if dim not in dimensions:
+        dim, problem = default, "by"
     return since, until, dim, problem
 
 
@@ -487,27 +493,36 @@ def _percent(value: float | None) -> str:
 
 
 def dashboard_data(
-    services: Services, since: date, until: date, dim: str, lang: Lang
+    services: Services,
+    since: date,
+    until: date,
+    dim: str,
+    lang: Lang,
+    scope: ReportScope | None = None,
 ) -> dict[str, Any]:
-    """Everything the dashboard shows for a period: the reports as the API gives them, plus
-    chart geometry and display names."""
+    """Everything the dashboard shows for a period: the reports as the API gives them (within
+    ``scope``), plus chart geometry and display names."""
     reports = services.reports
+    scope = scope if scope is not None else ReportScope()
     try:
         catalog: Catalog | None = services.reader.active().catalog
     except NoDataLoaded:
         catalog = None
-    total = reports.conversion(since=since, until=until)
-    daily = reports.conversion(since=since, until=until, by=["day"])
-    by_dim = reports.conversion(since=since, until=until, by=[dim])
-    funnel = reports.funnel(since=since, until=until)
-    lift = reports.lift(since=since, until=until)
-    lift_by_channel = reports.lift(since=since, until=until, by=["channel"])
-    agents = reports.agents(since=since, until=until)
-    failures = reports.failures(since=since, until=until, by=["reason"])
-    audit = reports.audit_flags(since=since, until=until, by=["flag"])
+    total = reports.conversion(since=since, until=until, scope=scope)
+    daily = reports.conversion(since=since, until=until, by=["day"], scope=scope)
+    by_dim = reports.conversion(since=since, until=until, by=[dim], scope=scope)
+    funnel = reports.funnel(since=since, until=until, scope=scope)
+    # The lift is the whole operator's only (the API refuses it to a scoped supervisor): the
+    # page leaves it out for them rather than show figures that are not theirs.
+    scoped = scope.store_id is not None or scope.team_id is not None
+    lift = None if scoped else reports.lift(since=since, until=until)
+    lift_by_channel = None if scoped else reports.lift(since=since, until=until, by=["channel"])
+    agents = reports.agents(since=since, until=until, scope=scope)
+    failures = reports.failures(since=since, until=until, by=["reason"], scope=scope)
+    audit = reports.audit_flags(since=since, until=until, by=["flag"], scope=scope)
     start, end = utc_bounds(since, until)
-    failed_sales = services.sales.subscriptions("failed", start, end)[:20]
-    retention = services.sales.retention(90)
+    failed_sales = services.sales.subscriptions("failed", start, end, scope)[:20]
+    retention = services.sales.retention(90, scope)
 
     days = [since + timedelta(days=i) for i in range((until - since).days + 1)]
     per_day = {row.day: row for row in daily.rows}
@@ -558,7 +573,7 @@ def dashboard_data(
         "funnel": funnel,
         "funnel_row": funnel_row,
         "funnel_bars": funnel_bars,
-        "lift": lift.rows[0] if lift.rows else None,
+        "lift": lift.rows[0] if lift is not None and lift.rows else None,
         "lift_by_channel": lift_by_channel,
         "agents": agents,
         "failures": failures,
@@ -568,6 +583,7 @@ def dashboard_data(
         "offer_names": _names(catalog, "offer", lang),
         "percent": _percent,
         "query": f"since={since.isoformat()}&until={until.isoformat()}",
+        "scope": scope,  # the store or team a bound supervisor's numbers are limited to
         "campaigns": _campaigns_awaiting(services),
     }
 

@@ -1,5 +1,6 @@
 """Supervisor reports (supervisor and admin): every table as JSON, or as CSV with
-``?format=csv`` or ``Accept: text/csv``."""
+``?format=csv`` or ``Accept: text/csv``. A supervisor bound to a store or team gets that
+scope's rows (``report_scope``); the service applies it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from litestar import Request, Response, get
 from litestar.params import FromQuery, QueryParameter
 
 from nextbest.api.auth import requires
-from nextbest.api.services import MANAGERS, ServicesDep
+from nextbest.api.services import MANAGERS, ActorDep, ServicesDep
+from nextbest.keys import report_scope
 from nextbest.reports import (
     AgentsReport,
     AuditReport,
@@ -88,6 +90,7 @@ _COMMON: dict[str, Any] = {
 def conversion(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     by: By = None,
     since: Since = None,
     until: Until = None,
@@ -111,6 +114,7 @@ def conversion(
             campaign=campaign,
             segment=segment,
         ),
+        scope=report_scope(actor),
     )
     return _answer(request, fmt, "conversion", report)
 
@@ -123,6 +127,7 @@ def conversion(
 def revenue(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     by: By = None,
     since: Since = None,
     until: Until = None,
@@ -146,6 +151,7 @@ def revenue(
             campaign=campaign,
             segment=segment,
         ),
+        scope=report_scope(actor),
     )
     return _answer(request, fmt, "revenue", report)
 
@@ -158,6 +164,7 @@ def revenue(
 def funnel(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     by: Annotated[
         list[FunnelDim] | None,
         QueryParameter(name="by", description="One dimension, and/or day"),
@@ -168,7 +175,11 @@ def funnel(
     fmt: FormatParam = None,
 ) -> Response[FunnelReport]:
     report = services.reports.funnel(
-        since=since, until=until, by=by or [], retention_days=retention_days
+        since=since,
+        until=until,
+        by=by or [],
+        retention_days=retention_days,
+        scope=report_scope(actor),
     )
     return _answer(request, fmt, "funnel", report)
 
@@ -181,6 +192,7 @@ def funnel(
 def agents(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     since: Since = None,
     until: Until = None,
     store: Filter = None,
@@ -198,6 +210,7 @@ def agents(
             store=store, channel=channel, offer=offer, campaign=campaign, segment=segment
         ),
         confidence=confidence,
+        scope=report_scope(actor),
     )
     return _answer(request, fmt, "agents", report)
 
@@ -210,6 +223,7 @@ def agents(
 def lift(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     by: Annotated[
         list[LiftDim] | None,
         QueryParameter(name="by", description="channel, campaign or offer (or none: overall)"),
@@ -221,7 +235,12 @@ def lift(
     fmt: FormatParam = None,
 ) -> Response[LiftReport]:
     report = services.reports.lift(
-        since=since, until=until, by=by or [], experiment=experiment, confidence=confidence
+        since=since,
+        until=until,
+        by=by or [],
+        experiment=experiment,
+        confidence=confidence,
+        scope=report_scope(actor),
     )
     return _answer(request, fmt, "lift", report)
 
@@ -234,6 +253,7 @@ def lift(
 def provisioning_failures(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     by: Annotated[
         list[FailureDim] | None,
         QueryParameter(name="by", description="Up to two; default reason"),
@@ -242,7 +262,9 @@ def provisioning_failures(
     until: Until = None,
     fmt: FormatParam = None,
 ) -> Response[FailuresReport]:
-    report = services.reports.failures(since=since, until=until, by=by or [])
+    report = services.reports.failures(
+        since=since, until=until, by=by or [], scope=report_scope(actor)
+    )
     return _answer(request, fmt, "provisioning-failures", report)
 
 
@@ -254,6 +276,7 @@ def provisioning_failures(
 def audit_flags(
     request: Request[Any, Any, Any],
     services: ServicesDep,
+    actor: ActorDep,
     by: Annotated[
         list[AuditDim] | None,
         QueryParameter(name="by", description="Up to two; default flag"),
@@ -262,7 +285,9 @@ def audit_flags(
     until: Until = None,
     fmt: FormatParam = None,
 ) -> Response[AuditReport]:
-    report = services.reports.audit_flags(since=since, until=until, by=by or [])
+    report = services.reports.audit_flags(
+        since=since, until=until, by=by or [], scope=report_scope(actor)
+    )
     return _answer(request, fmt, "audit-flags", report)
 
 
