@@ -237,9 +237,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         uvicorn.run("nextbest.api.asgi:app_from_env", factory=True, workers=args.workers, **options)
         return 0
-    from nextbest.api.app import create_app
+    from nextbest.api.asgi import server_app
 
-    uvicorn.run(create_app(settings), **options)
+    uvicorn.run(server_app(settings), **options)
     return 0
 
 

@@ -75,15 +75,8 @@ class DecisionService:
             raise BadInput(f"msisdn: {exc}", field="msisdn") from None
         try:
             active = self.reader.active()
-            try:
-                data = self.reader.customer(active.id, msisdn)
-            except VersionRetired:  # a load swapped versions since: read the new one
-                active = self.reader.active()
-                data = self.reader.customer(active.id, msisdn)
         except NoDataLoaded as exc:
             raise Unavailable(str(exc)) from None
-        except VersionRetired:
-            raise Unavailable("the warehouse data is being swapped; try again") from None
         catalog = active.catalog
         events = list(dict.fromkeys(request.context.events if request.context else []))
         for i, code in enumerate(events):
@@ -94,7 +87,19 @@ class DecisionService:
                     field=f"context.events[{i}]",
                 )
         now = self.clock.now()
+        # One connection for the warehouse's rows (when not cached) and the live history.
         with self.db.raw_read() as reads:
+            try:
+                try:
+                    data = self.reader.customer(active.id, msisdn, reads)
+                except VersionRetired:  # a load swapped versions since: read the new one
+                    active = self.reader.active()
+                    data = self.reader.customer(active.id, msisdn, reads)
+            except NoDataLoaded as exc:
+                raise Unavailable(str(exc)) from None
+            except VersionRetired:
+                raise Unavailable("the warehouse data is being swapped; try again") from None
+            catalog = active.catalog
             recorded, on_dnd_list = live_history_and_dnd(
                 reads, msisdn, now - history_window(catalog)
             )

@@ -37,8 +37,10 @@ OUTCOMES: tuple[str, ...] = (
 )
 
 
-class Profile(msgspec.Struct, frozen=True, kw_only=True):
-    """One subscriber as the warehouse sees them (profiles.csv)."""
+class Profile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One subscriber as the warehouse sees them (profiles.csv). Not tracked by the garbage
+    collector (``gc=False``: it holds no cycles): the warehouse cache keeps up to
+    ``NEXTBEST_CACHE_SIZE`` of them, and full collections would walk them all (runtime.py)."""
 
     msisdn: str
     segment: str
@@ -56,7 +58,7 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         return self.lifecycle.get(service, "none")
 
 
-class ContactEvent(msgspec.Struct, frozen=True, kw_only=True):
+class ContactEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A past contact: from the warehouse (``kind`` in CONTACT_KINDS) or an outcome recorded here
     (``kind`` in OUTCOMES). The contact rules read both the same way."""
 

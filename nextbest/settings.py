@@ -53,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # PostgreSQL: ping each connection before use (one more round trip per read). Without it,
     # after a database restart one request per process fails (503) and the pool is renewed.
     db_pre_ping: bool = False
+    # Where the decision path's reads (key check, warehouse, history) wait for the database:
+    # "auto" = on the event loop for SQLite (in-process, no waiting), in worker threads for
+    # PostgreSQL (round trips overlap). "true" also puts PostgreSQL on the loop: better when
+    # the database answers in well under a millisecond (same host), worse on a slow link.
+    reads_on_loop: str = "auto"
     # A load keeps the data version it retires readable this long (decisions in flight on
     # other nodes may still read it), then drops its rows.
     version_grace_seconds: float = 300.0
@@ -153,6 +158,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise SettingsError(f"{PREFIX}{name.upper()}: must be 0 or more")
         if self.db_pool_timeout_seconds <= 0:
             raise SettingsError(f"{PREFIX}DB_POOL_TIMEOUT_SECONDS: must be positive")
+        if self.reads_on_loop not in ("auto", "true", "false"):
+            raise SettingsError(f"{PREFIX}READS_ON_LOOP: expected auto, true or false")
         if not 0 <= self.impression_batch_ms <= 1000:
             raise SettingsError(f"{PREFIX}IMPRESSION_BATCH_MS: expected 0 (off) to 1000")
         if self.learning_refresh_seconds < 0:
@@ -163,6 +170,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}TASK_LEASE_SECONDS must be positive and "
                 f"{PREFIX}TASK_CALLBACK_GRACE_SECONDS not negative"
             )
+
+    def decision_reads_on_loop(self) -> bool:
+        """``reads_on_loop`` resolved for this database (see the setting)."""
+        if self.reads_on_loop == "auto":
+            return self.is_sqlite
+        return self.reads_on_loop == "true"
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]

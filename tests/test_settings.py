@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from nextbest.api.decisions import routes
 from nextbest.settings import Settings, SettingsError
 
 DEFAULTS = Settings()
@@ -203,3 +204,24 @@ def test_sqlite_path(url: str, path: Path | None) -> None:
     settings = Settings(database_url=url)
     assert settings.sqlite_path() == path
     assert settings.is_sqlite is url.startswith("sqlite")
+
+
+@pytest.mark.parametrize(
+    ("url", "raw", "on_loop"),
+    [
+        ("sqlite:///x.db", "auto", True),
+        ("postgresql://127.0.0.1/nb", "auto", False),
+        ("postgresql://127.0.0.1/nb", "true", True),
+        ("sqlite:///x.db", "false", False),
+    ],
+)
+def test_reads_on_loop_picks_the_decision_handler(url: str, raw: str, on_loop: bool) -> None:
+    settings = Settings.from_env({"NEXTBEST_DATABASE_URL": url, "NEXTBEST_READS_ON_LOOP": raw})
+    assert settings.decision_reads_on_loop() is on_loop
+    (decide,) = [r for r in routes(on_loop=on_loop) if "/v1/decisions" in r.paths]
+    assert decide.sync_to_thread is not on_loop
+
+
+def test_reads_on_loop_takes_three_words() -> None:
+    with pytest.raises(SettingsError, match=r"^NEXTBEST_READS_ON_LOOP: expected auto, true"):
+        Settings.from_env({"NEXTBEST_READS_ON_LOOP": "sometimes"})

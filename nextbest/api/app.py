@@ -92,7 +92,7 @@ def create_app(
         cors_config=cors,
         route_handlers=[
             *health.ROUTES,
-            *decisions.routes(is_sqlite=db.is_sqlite),
+            *decisions.routes(on_loop=settings.decision_reads_on_loop()),
             *sales.ROUTES,
             *reports.ROUTES,
             *ops.ROUTES,
@@ -119,7 +119,13 @@ def create_app(
             # responses the request-id and metrics middleware above see. Otherwise they meet
             # only the outermost handler, and are counted as 200s with no request id.
             DefineMiddleware(ExceptionHandlerMiddleware, debug=None),
-            DefineMiddleware(KeyAuthMiddleware, db=db, clock=clock, sessions=services.sessions),
+            DefineMiddleware(
+                KeyAuthMiddleware,
+                db=db,
+                clock=clock,
+                sessions=services.sessions,
+                on_loop=settings.decision_reads_on_loop(),
+            ),
             *([limit.middleware] if (limit := rate_limit_config(settings)) else []),
             InputRulesMiddleware,
         ],

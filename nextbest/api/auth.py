@@ -42,12 +42,16 @@ class KeyAuthMiddleware(AbstractAuthenticationMiddleware):
         db: Database,
         clock: Clock,
         sessions: SessionBook | None = None,
+        on_loop: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        """``on_loop``: read the key on the event loop rather than in a worker thread
+        (``Settings.decision_reads_on_loop``; default: on the loop for SQLite only)."""
         super().__init__(app, exclude=PUBLIC_PATHS, **kwargs)
         self.db = db
         self.clock = clock
         self.sessions = sessions
+        self.on_loop = db.is_sqlite if on_loop is None else on_loop
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -65,7 +69,7 @@ class KeyAuthMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise NotAuthorizedException("Authorization header must be 'Bearer <key>'")
-        if self.db.is_sqlite:  # a read from the page cache: cheaper than a thread hop
+        if self.on_loop:  # a read from the page cache or a fast round trip: no thread hop
             actor = authenticate(self.db, key.strip(), self.clock.now())
         else:  # a network round trip: let the event loop serve others meanwhile
             actor = await sync_to_thread(authenticate, self.db, key.strip(), self.clock.now())

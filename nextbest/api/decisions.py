@@ -27,11 +27,13 @@ def _create_decision(
     return services.decisions.decide(actor, data)
 
 
-# On SQLite a decision is about a millisecond of CPU (reads from the page cache, the impression
-# handed to a writer thread): on the event loop, since the thread pool's GIL hand-overs cost
-# more than the work (measured: p50 16 ms at half load in threads). On PostgreSQL most of it is
-# waiting for network round trips, which threads overlap and the event loop would serialize
-# (measured, 1 worker at 1M subscribers: 164/s on the loop). ``routes`` picks one.
+# On the event loop or in a worker thread (NEXTBEST_READS_ON_LOOP, settings.py). On SQLite a
+# decision is about a millisecond of CPU (reads from the page cache, the impression handed to
+# a writer thread): on the loop, since the thread pool's GIL hand-overs cost more than the
+# work (measured: p50 16 ms at half load in threads). On PostgreSQL the loop waits for three
+# round trips per decision: on the same host that is less than the threads' hand-overs
+# (1M, 460/s: p99 6 ms on the loop, 20-28 ms in threads); on a slower link, threads overlap
+# the waits. ``routes`` picks one.
 def _decision_route(*, sync_to_thread: bool) -> Any:
     return post(
         "/v1/decisions",
@@ -100,6 +102,6 @@ def retry_subscription(subscription_id: FromPath[int], services: ServicesDep) ->
 ROUTES = [create_outcome, get_subscription, retry_subscription]
 
 
-def routes(*, is_sqlite: bool) -> list[Any]:
-    """The front line's endpoints, with the decision handler that suits the database."""
-    return [create_decision_on_loop if is_sqlite else create_decision_in_thread, *ROUTES]
+def routes(*, on_loop: bool) -> list[Any]:
+    """The front line's endpoints, with the decision handler on the loop or in threads."""
+    return [create_decision_on_loop if on_loop else create_decision_in_thread, *ROUTES]

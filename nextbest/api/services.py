@@ -184,7 +184,12 @@ def provide_services(state: State) -> Services:
     return services
 
 
-def provide_actor(request: Request[Actor, Any, Any]) -> Actor:
+def provide_actor(request: Request[Actor, Any, Any], services: ServicesDep) -> Actor:
+    """``services`` is not used: naming it puts the two providers in sequence. Litestar
+    resolves independent dependencies of a handler concurrently, in an anyio task group: two
+    tasks per request for two trivial lookups, measured at 7-9% of a decision's or an
+    outcome's CPU (py-spy)."""
+    del services
     return request.user
 
 

@@ -130,10 +130,26 @@ class Database:
     def raw_read(self) -> Iterator[RawReader]:
         """Reads on a pooled connection without a Session (see ``RawReader``)."""
         connection = self.reader.raw_connection()
+        if self.is_sqlite:  # reads run outside a transaction already (isolation_level None)
+            try:
+                yield RawReader(connection, sqlite=True)
+            finally:
+                connection.close()  # back to the pool
+            return
+        # PostgreSQL: in autocommit each read is its own statement, so returning the connection
+        # needs no ROLLBACK round trip (a third of a cached decision's round trips). Setting
+        # the flag is client-side; it is cleared before the pool hands the connection to a
+        # Session, which needs real transactions.
+        driver = connection.driver_connection
+        driver.autocommit = True  # type: ignore[union-attr]
         try:
-            yield RawReader(connection, sqlite=self.is_sqlite)
+            yield RawReader(connection, sqlite=False)
         finally:
-            connection.close()  # back to the pool (which rolls back on PostgreSQL)
+            try:
+                driver.autocommit = False  # type: ignore[union-attr]
+            except Exception:  # the connection broke mid-read: the pool must not keep it
+                connection.invalidate()
+            connection.close()
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Session]:

@@ -19,7 +19,7 @@ from nextbest.catalog import Catalog, parse_catalog
 from nextbest.records import ContactEvent, Profile
 from nextbest.storage.db import Database
 from nextbest.storage.models import DataVersion, ProfileRow
-from nextbest.storage.raw import utc
+from nextbest.storage.raw import RawReader, utc
 
 __all__ = [
     "ACTIVE_VERSION",
@@ -46,7 +46,9 @@ class ActiveVersion(msgspec.Struct, frozen=True):
     loaded_at: datetime | None
 
 
-class CustomerData(msgspec.Struct, frozen=True):
+class CustomerData(msgspec.Struct, frozen=True, gc=False):
+    """What the cache keeps per subscriber; untracked by the collector, as Profile."""
+
     profile: Profile | None
     affinities: dict[str, float]
     contacts: tuple[ContactEvent, ...]
@@ -142,7 +144,11 @@ class WarehouseReader:
             self._checked_at = now
             return self._active
 
-    def customer(self, version_id: int, msisdn: str) -> CustomerData:
+    def customer(
+        self, version_id: int, msisdn: str, reads: RawReader | None = None
+    ) -> CustomerData:
+        """``reads``: the caller's connection, when it has more to read (one pool checkout and,
+        on PostgreSQL, one rollback round trip fewer than a connection of its own)."""
         key = (version_id, msisdn)
         cached = self._customers.get(key)
         if cached is not None:
@@ -151,16 +157,17 @@ class WarehouseReader:
         self.misses += 1
         # No shared snapshot needed: a version's status only goes from active to retired, and
         # its rows are dropped only after that, so the status read last vouches for the rest.
-        with self.db.raw_read() as reads:
-            rows, affinity_rows, contact_rows, status_rows = reads.fetch_many(
-                [
-                    (_PROFILE_SQL, (version_id, msisdn)),
-                    (_AFFINITY_SQL, (version_id, msisdn)),
-                    (_CONTACTS_SQL, (version_id, msisdn)),
-                    # Read last (see above).
-                    (_STATUS_SQL, (version_id,)),
-                ]
-            )
+        queries: list[tuple[str, tuple[Any, ...]]] = [
+            (_PROFILE_SQL, (version_id, msisdn)),
+            (_AFFINITY_SQL, (version_id, msisdn)),
+            (_CONTACTS_SQL, (version_id, msisdn)),
+            (_STATUS_SQL, (version_id,)),  # read last (see above)
+        ]
+        if reads is None:
+            with self.db.raw_read() as own:
+                rows, affinity_rows, contact_rows, status_rows = own.fetch_many(queries)
+        else:
+            rows, affinity_rows, contact_rows, status_rows = reads.fetch_many(queries)
         profile = profile_from_values(rows[0]) if rows else None
         affinities = dict(affinity_rows)
         contacts = tuple(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from paced import paced
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = Path(os.environ.get("NEXTBEST_BENCH_DIR", ROOT / "var" / "bench"))
@@ -274,39 +275,6 @@ def wrk(port: int, script: Path, duration: float, connections: int, threads: int
     raise SystemExit(f"wrk printed no summary:\n{result.stdout}\n{result.stderr}")
 
 
-async def paced(
-    url: str, key: str, numbers: list[str], rate: float, duration: float
-) -> list[float]:
-    """Open-loop load at `rate` requests/s; returns the server-side durations (ms)."""
-    durations: list[float] = []
-    rng = random.Random(5)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
-
-        async def one() -> None:
-            body = {"msisdn": rng.choice(numbers), "channel": "store"}
-            try:
-                response = await client.post("/v1/decisions", json=body, headers=headers)
-            except httpx.HTTPError:
-                return  # counted as missing from `durations`
-            timing = response.headers.get("server-timing", "")
-            if response.status_code == 200 and "dur=" in timing:
-                durations.append(float(timing.split("dur=")[1]))
-
-        tasks = []
-        started = time.perf_counter()
-        n = 0
-        while (elapsed := time.perf_counter() - started) < duration:
-            due = int(elapsed * rate)
-            while n < due:
-                tasks.append(asyncio.create_task(one()))
-                n += 1
-            await asyncio.sleep(0.001)
-        await asyncio.gather(*tasks)
-    return durations
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -397,9 +365,12 @@ def main() -> int:
         uvicorn_command("nextbest.api.asgi:app_from_env", port, args.workers), server_env, port, log
     ) as server:
         saturating = statistics.median(d["rps"] for d in decisions)
-        durations = asyncio.run(
-            paced(f"http://127.0.0.1:{port}", key, numbers, saturating / 2, args.half_load_seconds)
+        cpu = time.process_time()
+        half_load = asyncio.run(
+            paced("127.0.0.1", port, key, numbers, saturating / 2, args.half_load_seconds)
         )
+        client_cpu = (time.process_time() - cpu) / args.half_load_seconds
+        durations = half_load.server_ms
         pairs = make_decisions(env, key, numbers, port, 2000)
         outcome_lua(pairs, key, work / "outcomes.lua")
         outcomes = [
@@ -428,6 +399,8 @@ def main() -> int:
         "half_load_rate": round(saturating / 2),
         "half_load_server_ms": {
             "requests": len(durations),
+            "failed": half_load.failed,
+            "client_cpu_share": round(client_cpu, 3),  # of one core, the load generator's
             "p50": percentile(durations, 50),
             "p99": percentile(durations, 99),
             "p99.9": percentile(durations, 99.9),
@@ -450,7 +423,8 @@ def main() -> int:
         f"  latency ms (client, saturated)  p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
         f"p99 {lat['p99']:.2f}  p99.9 {lat['p99.9']:.2f}\n"
         f"  server-side ms at {result['half_load_rate']}/s (half load)  p50 {half['p50']:.2f}  "
-        f"p99 {half['p99']:.2f}  p99.9 {half['p99.9']:.2f}  ({half['requests']} requests)\n"
+        f"p99 {half['p99']:.2f}  p99.9 {half['p99.9']:.2f}  ({half['requests']} requests, "
+        f"{half['failed']} failed; client used {half['client_cpu_share']:.0%} of a core)\n"
         f"  durable outcomes/s {result['outcomes_per_s']:.0f}\n"
         f"  errors             decisions {result['decision_errors']}, "
         f"outcomes {result['outcome_errors']}\n"
