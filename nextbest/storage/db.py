@@ -141,8 +141,8 @@ class Database:
         # the flag is client-side; it is cleared before the pool hands the connection to a
         # Session, which needs real transactions.
         driver = connection.driver_connection
-        driver.autocommit = True  # type: ignore[union-attr]
         try:
+            driver.autocommit = True  # type: ignore[union-attr]
             yield RawReader(connection, sqlite=False)
         finally:
             try:

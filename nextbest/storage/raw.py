@@ -32,9 +32,9 @@ def _for(sql: str, *, sqlite: bool) -> str:
 class RawReader:
     """A pooled DB-API connection for the decision path's reads, without a Session or an
     explicit transaction (``Database.raw_read``): the ORM session's begin/commit cost more
-    than the indexed reads themselves. SQLite runs each statement in autocommit; PostgreSQL's
-    implicit transaction is rolled back when the connection returns to the pool. Only for
-    reads that need no snapshot shared between statements."""
+    than the indexed reads themselves. Both SQLite and PostgreSQL run each statement in
+    autocommit here, so nothing is left to roll back when the connection returns to the pool.
+    Only for reads that need no snapshot shared between statements."""
 
     def __init__(self, connection: Any, *, sqlite: bool) -> None:
         self.connection = connection
