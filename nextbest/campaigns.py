@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from nextbest.catalog import Catalog, Offer
 from nextbest.clock import Clock, SystemClock
-from nextbest.decisions import history_window
 from nextbest.errors import BadInput, Conflict, NotFound, ServiceError, Unavailable, Unprocessable
 from nextbest.keys import Actor
 from nextbest.msisdn import InvalidMsisdn, normalize
@@ -615,7 +614,7 @@ def screen_targets(
 ) -> Iterator[TargetScreen]:
     """Every target of the campaign through the rules, CHUNK targets per batch of queries
     (profiles, affinities, warehouse contacts, outcomes, live sales, the do-not-call list)."""
-    since = _time_param(session, now - history_window(catalog))
+    since = _time_param(session, now - catalog.history_window())
     offer_ids = [o.id for o in offers]
     view = narrowed(catalog, offers)
     services = sorted({o.service for o in offers})

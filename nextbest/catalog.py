@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -225,6 +225,12 @@ class Catalog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=Tru
         self._brands = {b.code: b for b in self.brands}
         self._events = {e.code: e for e in self.events}
         self._services = {s.code: s for s in self.services}
+        self._history_window = _history_window(self)
+
+    def history_window(self) -> timedelta:
+        """How far back recorded outcomes can still matter to any rule of this catalog
+        (computed once per loaded catalog: every decision reads its history this far back)."""
+        return self._history_window
 
     def offer(self, offer_id: str) -> Offer | None:
         return self._offers.get(offer_id)
@@ -240,6 +246,15 @@ class Catalog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=Tru
 
     def service(self, code: str) -> Service | None:
         return self._services.get(code)
+
+
+def _history_window(catalog: Catalog) -> timedelta:
+    policy = catalog.policy
+    days = [policy.decline_cooldown_days, policy.cancel_block_days, policy.complaint_block_days]
+    days += [c.recontact_days for c in policy.channels.values()]
+    days += [o.cooldown_days or 0 for o in catalog.offers]
+    days += [o.cancel_block_days or 0 for o in catalog.offers]
+    return timedelta(days=max(days) + 1)
 
 
 def load_catalog(path: str | Path) -> Catalog:

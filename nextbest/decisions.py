@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from nextbest.catalog import Catalog
 from nextbest.clock import Clock
 from nextbest.engine import propose
 from nextbest.errors import BadInput, NotFound, Unavailable
@@ -29,23 +28,13 @@ from nextbest.wire import (
     SuppressedOut,
 )
 
-__all__ = ["DecisionService", "history_window", "new_decision_id"]
+__all__ = ["DecisionService", "new_decision_id"]
 
 
 def new_decision_id(now: datetime) -> str:
     """32 hex characters, time-ordered (milliseconds first) so the index stays append-mostly."""
     millis = int(now.timestamp() * 1000)
     return f"{millis:012x}{os.urandom(10).hex()}"
-
-
-def history_window(catalog: Catalog) -> timedelta:
-    """How far back recorded outcomes can still matter to any rule of this catalog."""
-    policy = catalog.policy
-    days = [policy.decline_cooldown_days, policy.cancel_block_days, policy.complaint_block_days]
-    days += [c.recontact_days for c in policy.channels.values()]
-    days += [o.cooldown_days or 0 for o in catalog.offers]
-    days += [o.cancel_block_days or 0 for o in catalog.offers]
-    return timedelta(days=max(days) + 1)
 
 
 class DecisionService:
@@ -101,7 +90,7 @@ class DecisionService:
                 raise Unavailable("the warehouse data is being swapped; try again") from None
             catalog = active.catalog
             recorded, on_dnd_list = live_history_and_dnd(
-                reads, msisdn, now - history_window(catalog)
+                reads, msisdn, now - catalog.history_window()
             )
         history = [*data.contacts, *recorded]
         # The do-not-call list (an outbound call's do_not_call, nextbest/tasks.py) is permanent

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from nextbest.campaigns import demo_campaigns
 from nextbest.clock import SystemClock
-from nextbest.decisions import history_window
 from nextbest.engine import propose
 from nextbest.keys import create_key
 from nextbest.loader import load_extract
@@ -85,7 +84,7 @@ def prepare_demo(settings: Settings, directory: Path, *, size: int, seed: int, f
         data = reader.customer(version.id, msisdn)
         with db.read() as session:
             history = list(data.contacts) + live_history(
-                session, msisdn, now - history_window(version.catalog)
+                session, msisdn, now - version.catalog.history_window()
             )
         proposal = propose(
             version.catalog,

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from nextbest.catalog import Catalog
 from nextbest.clock import Clock
-from nextbest.decisions import history_window
 from nextbest.errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
 from nextbest.impressions import ImpressionWriter
 from nextbest.keys import Actor
@@ -424,7 +423,7 @@ def _no_longer_eligible(
     # click must replay the first answer, not be told the offer is held).
     history += [
         event
-        for event in live_history(session, decision.msisdn, now - history_window(catalog))
+        for event in live_history(session, decision.msisdn, now - catalog.history_window())
         if not (event.kind == "accepted" and event.offer_id == offer_id)
     ]
     screening = screen(catalog, customer.profile, history, decision.channel, now)

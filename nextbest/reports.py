@@ -380,6 +380,16 @@ def splits(scope: ReportScope | None = None) -> tuple[str, ...]:
     return tuple(d for d in DIMENSIONS if len({d, *bound}) <= 2)
 
 
+class _RollupQuery(msgspec.Struct, frozen=True):
+    since: date
+    until: date
+    by: list[str]
+    filters: dict[str, str]
+    scope: ReportScope
+    rows: list[RollupRow]
+    total: Measures
+
+
 class ReportService:
     def __init__(
         self, db: Database, clock: Clock, settle: Callable[[], object] | None = None
@@ -468,21 +478,16 @@ class ReportService:
         filters: Mapping[str, str] | None = None,
         scope: ReportScope | None = None,
     ) -> ConversionReport:
-        since, until = self.period(since, until)
-        filters = dict(filters or {})
-        scope = scope if scope is not None else _EVERYTHING
-        by = self._by(by, filters, (*DIMENSIONS, "day"), scope)
-        self._check_filters(filters, scope)
-        rows, total = self._rollups(since, until, by, filters, scope)
+        q = self._rollup_query(since, until, by, filters, scope)
         return ConversionReport(
-            since=since,
-            until=until,
-            by=by,
-            filters=filters,
-            columns=[*by, "presented", "accepted", "rate", "revenue"],
-            rows=[ConversionRow(**_dims(r, by), **_conversion(r.measures)) for r in rows],
-            total=ConversionRow(**_conversion(total)),
-            scope=_scope_out(scope),
+            since=q.since,
+            until=q.until,
+            by=q.by,
+            filters=q.filters,
+            columns=[*q.by, "presented", "accepted", "rate", "revenue"],
+            rows=[ConversionRow(**_dims(r, q.by), **_conversion(r.measures)) for r in q.rows],
+            total=ConversionRow(**_conversion(q.total)),
+            scope=_scope_out(q.scope),
         )
 
     def revenue(
@@ -494,22 +499,34 @@ class ReportService:
         filters: Mapping[str, str] | None = None,
         scope: ReportScope | None = None,
     ) -> RevenueReport:
-        since, until = self.period(since, until)
-        filters = dict(filters or {})
-        scope = scope if scope is not None else _EVERYTHING
-        by = self._by(by, filters, (*DIMENSIONS, "day"), scope)
-        self._check_filters(filters, scope)
-        rows, total = self._rollups(since, until, by, filters, scope)
+        q = self._rollup_query(since, until, by, filters, scope)
         return RevenueReport(
-            since=since,
-            until=until,
-            by=by,
-            filters=filters,
-            columns=[*by, "sales", "revenue", "average_price"],
-            rows=[RevenueRow(**_dims(r, by), **_revenue(r.measures)) for r in rows],
-            total=RevenueRow(**_revenue(total)),
-            scope=_scope_out(scope),
+            since=q.since,
+            until=q.until,
+            by=q.by,
+            filters=q.filters,
+            columns=[*q.by, "sales", "revenue", "average_price"],
+            rows=[RevenueRow(**_dims(r, q.by), **_revenue(r.measures)) for r in q.rows],
+            total=RevenueRow(**_revenue(q.total)),
+            scope=_scope_out(q.scope),
         )
+
+    def _rollup_query(
+        self,
+        since: date | None,
+        until: date | None,
+        by: Sequence[str],
+        filters: Mapping[str, str] | None,
+        scope: ReportScope | None,
+    ) -> _RollupQuery:
+        """The checked parameters and rows of a conversion or revenue table."""
+        since, until = self.period(since, until)
+        checked = dict(filters or {})
+        scope = scope if scope is not None else _EVERYTHING
+        by = self._by(by, checked, (*DIMENSIONS, "day"), scope)
+        self._check_filters(checked, scope)
+        rows, total = self._rollups(since, until, by, checked, scope)
+        return _RollupQuery(since, until, list(by), checked, scope, rows, total)
 
     def _rollups(
         self,

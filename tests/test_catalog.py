@@ -4,6 +4,7 @@ is refused at load time with the file and the line to fix."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,10 @@ def test_multiline_strings_do_not_confuse_the_line() -> None:
     parse_error = refused(text)
     assert parse_error.message == "offers[7].service: unknown service 'news'"
     assert parse_error.line == line_of(text, 'service = "news"')
+
+
+def test_history_window_covers_the_longest_rule(catalog: Catalog) -> None:
+    # The test catalog's longest rule is the 180-day complaint block: history back 181 days.
+    assert catalog.history_window() == timedelta(days=181)
+    longer = parse_catalog(edit("cooldown_days = 7", "cooldown_days = 400").encode())
+    assert longer.history_window() == timedelta(days=401)  # an offer's cooldown counts too

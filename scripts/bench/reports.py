@@ -32,57 +32,23 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from nextbest.catalog import load_catalog  # noqa: E402
 from nextbest.clock import FixedClock  # noqa: E402
 from nextbest.reports import ReportService  # noqa: E402
 from nextbest.rollups import rebuild, record_decision, record_outcome, report_day  # noqa: E402
 from nextbest.settings import Settings  # noqa: E402
 from nextbest.storage.db import Database  # noqa: E402
 from nextbest.storage.models import Decision, Outcome, Subscription  # noqa: E402
+from nextbest.synth import DEMO_CATALOG  # noqa: E402
 
 VAR = Path(os.environ.get("NEXTBEST_BENCH_DIR", ROOT / "var" / "bench"))
 PG_BASE = os.environ.get("NEXTBEST_BENCH_PG", "postgresql://127.0.0.1:5432")
 END = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 23:00 in China on the last day
-OFFERS = [
-    "crbt_open",
-    "crbt_music_box",
-    "crbt_annual",
-    "crbt_winback",
-    "sms_50",
-    "sms_100",
-    "sms_300",
-    "data_30mb",
-    "data_100mb",
-    "data_500mb",
-    "mzone_youth_data",
-    "newspaper",
-    "fetion",
-    "music_club",
-    "music_club_vip",
-    "mms_pack",
-    "missed_call_alert",
-    "weather",
-    "mobile_tv",
-    "location",
-    "mobile_payment",
-    "spring_festival_sms",
-]
-PRICES = {o: float(1 + i % 15) for i, o in enumerate(OFFERS)}
-SEGMENTS = [
-    "fashionable_high_end",
-    "high_potential",
-    "emotional_follower",
-    "traditional_conservative",
-    "shrewd_fashionable",
-    "medium_potential",
-    "rational_follower",
-    "careful_calculator",
-    "tight_fisted",
-    "blind_follower",
-    "shrewd_early_adopter",
-    "vanity_follower",
-    "over_spender",
-    "low_potential",
-]
+# The demo operator's catalog: offers with their prices, and the persona segments.
+CATALOG = load_catalog(DEMO_CATALOG)
+OFFERS = [o.id for o in CATALOG.offers]
+PRICES = {o.id: o.price for o in CATALOG.offers}
+SEGMENTS = [seg.code for seg in CATALOG.segments]
 # outcome kind, weight (one outcome per offer shown)
 KINDS = (
     ("presented", 40),
