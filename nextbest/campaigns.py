@@ -424,6 +424,9 @@ def narrowed(catalog: Catalog, offers: Sequence[Offer]) -> Catalog:
     spending most of a rehearsal on offers the campaign does not sell."""
     view = msgspec.structs.replace(catalog, offers=tuple(offers))
     view.__dict__.update(catalog.__dict__)  # the whole catalog's look-up indexes
+    # ...but not the decision core's forms, built for the whole catalog's offers (and not to
+    # be filled with the view's: the dict would be shared).
+    view.__dict__["_derived"] = {}
     return view
 
 

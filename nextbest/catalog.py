@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -37,6 +38,8 @@ __all__ = [
     "load_catalog",
     "parse_catalog",
 ]
+
+_T = TypeVar("_T")
 
 
 class CatalogError(ValueError):
@@ -226,6 +229,18 @@ class Catalog(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=Tru
         self._events = {e.code: e for e in self.events}
         self._services = {s.code: s for s in self.services}
         self._history_window = _history_window(self)
+        # What the decision core precomputes from this catalog (see derived()).
+        self._derived: dict[str, Any] = {}
+
+    def derived(self, key: str, build: Callable[[Catalog], _T]) -> _T:
+        """``build(self)``, computed once per loaded catalog: the decision core keeps its
+        per-catalog forms (rules per offer, prebuilt reasons, script caches) here, so every
+        decision reuses them. A catalog does not change once parsed; a replaced one
+        (``msgspec.structs.replace``) runs ``__post_init__`` and starts afresh."""
+        found: _T | None = self._derived.get(key)
+        if found is None:
+            found = self._derived[key] = build(self)
+        return found
 
     def history_window(self) -> timedelta:
         """How far back recorded outcomes can still matter to any rule of this catalog

@@ -3,17 +3,21 @@
 Pure: takes the catalog, the warehouse profile (or None), the contact history (warehouse and
 outcomes recorded here) and the clock, and returns the allowed offers plus, for each offer
 removed, the rule that removed it. The windows all come from the catalog's policy.
+
+On every decision's path: what depends on the catalog alone (each offer's rules as sets, the
+removals whose wording never changes) is worked out once per catalog (``_Form``), so a
+decision only compares the customer with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 
 import msgspec
 
-from nextbest.catalog import Catalog, Offer
-from nextbest.records import ContactEvent, Profile
+from nextbest.catalog import Catalog, ChannelPolicy, Offer
+from nextbest.records import STAGES, ContactEvent, Profile
 
 __all__ = ["REACHED", "RULES", "Screening", "Suppressed", "contact_state", "screen"]
 
@@ -79,21 +83,22 @@ def contact_state(
     last_word: dict[str, tuple[datetime, bool]] = {}
     complaint: datetime | None = None
     for event in sorted(history, key=lambda e: e.at):
-        offer = catalog.offer(event.offer_id) if event.offer_id else None
-        if event.kind in ("accepted", "subscribed") and event.offer_id:
+        kind = event.kind
+        if kind in ("accepted", "subscribed") and event.offer_id:
             held.add(event.offer_id)
-        elif event.kind == "cancelled" and event.offer_id:
+        elif kind == "cancelled" and event.offer_id:
             held.discard(event.offer_id)
+            offer = catalog.offer(event.offer_id)
             service = offer.service if offer else event.offer_id
             cancelled[service] = event.at
-        elif event.kind == "declined" and event.offer_id:
+        elif kind == "declined" and event.offer_id:
             declined[event.offer_id] = event.at
-        elif event.kind == "complaint":
+        elif kind == "complaint":
             complaint = event.at
-        if event.kind in REACHED:
+        if kind in REACHED:
             reached[event.channel] = max(event.at, reached.get(event.channel, event.at))
-        if event.kind in REACHED or event.kind == "callback":
-            last_word[event.channel] = (event.at, event.kind == "callback")
+        if kind in REACHED or kind == "callback":
+            last_word[event.channel] = (event.at, kind == "callback")
     return ContactState(
         held=frozenset(held),
         declined_at=declined,
@@ -111,32 +116,268 @@ def screen(
     channel: str,
     now: datetime,
 ) -> Screening:
-    state = contact_state(catalog, profile, history)
-    offers = list(catalog.offers)
+    last = _LAST
+    form = last[1]
+    if last[0] is not catalog or form is None:
+        form = _form_of(catalog)
+    if history:
+        state = contact_state(catalog, profile, history)
+    else:  # most customers: nothing to fold but what they hold
+        state = ContactState(
+            held=frozenset(profile.subscriptions) if profile else _NOTHING,
+            declined_at={},
+            cancelled_at={},
+            last_reached={},
+            callback_pending={},
+            last_complaint=None,
+        )
 
-    customer_rule = _customer_rule(catalog, profile, state, channel, now)
+    customer_rule = _customer_rule(catalog, form, profile, state, channel, now)
     if customer_rule is not None:
         rule, detail = customer_rule
         # DND / complaint customers may still hear service-critical offers off outbound.
         if rule in ("dnd", "complaint") and channel != "outbound":
-            critical = [o for o in offers if o.service_critical]
-            blocked = [o for o in offers if not o.service_critical]
-            allowed, suppressed = _screen_offers(catalog, profile, state, channel, now, critical)
-            suppressed = [Suppressed(offer_id=o.id, rule=rule, detail=detail) for o in blocked] + (
-                suppressed
+            allowed, suppressed = _screen_offers(
+                form, profile, state, channel, now, critical_only=True
             )
+            suppressed = form.blanket(rule, detail, critical_too=False) + suppressed
             return Screening(allowed=allowed, suppressed=suppressed, customer_rule=rule)
         return Screening(
             allowed=[],
-            suppressed=[Suppressed(offer_id=o.id, rule=rule, detail=detail) for o in offers],
+            suppressed=form.blanket(rule, detail, critical_too=True),
             customer_rule=rule,
         )
-    allowed, suppressed = _screen_offers(catalog, profile, state, channel, now, offers)
+    allowed, suppressed = _screen_offers(form, profile, state, channel, now)
     return Screening(allowed=allowed, suppressed=suppressed)
+
+
+_NOTHING: frozenset[str] = frozenset()
+# Stands for "a stage the offer's table does not list" (Suppressed is always true).
+_UNLISTED = Suppressed(offer_id="", rule="", detail="")
+# Bounds of the per-catalog memos whose keys come from requests or warehouse rows.
+_MEMO_LIMIT = 512
+_PLAN_LIMIT = 4096  # (channel, day, brand, segment, handset, arrears) seen
+
+
+class _OfferRules:
+    """One offer's rules as the screening loop reads them, with the removals whose detail never
+    changes prebuilt (Suppressed is frozen: one instance serves every decision)."""
+
+    __slots__ = (
+        "allow_arrears",
+        "brands",
+        "brands_text",
+        "by_brand",
+        "by_missing",
+        "by_stage",
+        "cancel_block",
+        "cancel_block_days",
+        "cooldown",
+        "cooldown_days",
+        "general",
+        "group",
+        "held",
+        "id",
+        "in_arrears",
+        "invalid",
+        "lifecycle",
+        "lifecycle_text",
+        "offer",
+        "other_group",
+        "requires",
+        "segment",
+        "segments",
+        "service",
+        "unknown",
+        "valid_from",
+        "valid_to",
+    )
+
+    def __init__(self, offer: Offer, catalog: Catalog) -> None:
+        policy = catalog.policy
+        oid = offer.id
+        self.offer = offer
+        self.id = oid
+        self.service = offer.service
+        self.group = offer.group
+        self.general = offer.general
+        self.allow_arrears = offer.allow_arrears
+        self.valid_from: date | None = offer.valid_from
+        self.valid_to: date | None = offer.valid_to
+        # Membership as it always was (these tuples hold one to three codes).
+        self.brands = offer.brands
+        self.brands_text = ", ".join(offer.brands)
+        self.segments = offer.segments
+        self.requires = frozenset(offer.requires)
+        self.lifecycle = offer.lifecycle
+        self.lifecycle_text = ", ".join(offer.lifecycle)
+        # Per stage, the lifecycle removal or None (fits); None for an offer for any stage.
+        # A stage not listed (never from the warehouse) is not among the offer's.
+        self.by_stage: dict[str, Suppressed | None] | None = None
+        if offer.lifecycle:
+            self.by_stage = {
+                stage: None if stage in offer.lifecycle else _lifecycle_refusal(self, stage)
+                for stage in (*STAGES, *offer.lifecycle)
+            }
+        block = offer.cancel_block_days
+        self.cancel_block_days = policy.cancel_block_days if block is None else block
+        self.cancel_block = _days(self.cancel_block_days)
+        cooldown = offer.cooldown_days
+        self.cooldown_days = policy.decline_cooldown_days if cooldown is None else cooldown
+        self.cooldown = _days(self.cooldown_days)
+        self.invalid = Suppressed(
+            offer_id=oid,
+            rule="validity",
+            detail=f"valid {offer.valid_from or '...'} to {offer.valid_to or '...'}",
+        )
+        self.held = Suppressed(offer_id=oid, rule="held", detail=RULES["held"])
+        self.other_group = Suppressed(
+            offer_id=oid, rule="exclusive", detail=f"holds another offer of group {offer.group!r}"
+        )
+        self.unknown = Suppressed(
+            offer_id=oid, rule="unknown_subscriber", detail=RULES["unknown_subscriber"]
+        )
+        self.segment = Suppressed(offer_id=oid, rule="segment", detail=RULES["segment"])
+        self.in_arrears = Suppressed(offer_id=oid, rule="arrears", detail=RULES["arrears"])
+        # Removals whose detail names the customer's brand, missing capabilities or stage:
+        # few distinct values, so each is built once (keys are plain strings, see _screen_offers).
+        self.by_brand: dict[str, Suppressed] = {}
+        self.by_missing: dict[frozenset[str], Suppressed] = {}
+
+
+# One offer's screening plan: (removal by channel or dates, offer id, group, removal by
+# unknown subscriber / brand / segment / handset, removal or None per lifecycle stage (None: any
+# stage, or no profile), its service, removal by arrears, its rules).
+_Step = tuple[
+    Suppressed | None,
+    str,
+    str,
+    Suppressed | None,
+    dict[str, Suppressed | None] | None,
+    str,
+    Suppressed | None,
+    _OfferRules,
+]
+
+
+def _days(days: int) -> timedelta | None:
+    """The window as a timedelta, or None where it cannot be one (the check then builds it
+    and fails just as it always did)."""
+    try:
+        return timedelta(days=days)
+    except OverflowError:
+        return None
+
+
+class _Form:
+    """The policy of one catalog, precomputed (Catalog.derived): the offers' rules in catalog
+    order, per channel the offers sold there, and blanket removals by customer-level rules."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.rules = tuple(_OfferRules(offer, catalog) for offer in catalog.offers)
+        self.not_sold = tuple(
+            Suppressed(offer_id=offer.id, rule="channel", detail=RULES["channel"])
+            for offer in catalog.offers
+        )
+        self.critical = tuple(offer.service_critical for offer in catalog.offers)
+        self._plans: dict[tuple[object, ...], tuple[_Step, ...]] = {}
+        self._blankets: dict[tuple[str, str, bool], tuple[Suppressed, ...]] = {}
+        self._channels: dict[str, ChannelPolicy] = {}
+
+    def plan(
+        self, profile: Profile | None, channel: str, today: date, critical_only: bool
+    ) -> tuple[_Step, ...]:
+        """Per offer to screen (catalog order), what the rules that read only the channel, the
+        day and the customer's brand, segment, handset and flags decide: few distinct
+        customers as far as these go, so each plan is worked out once."""
+        key = (
+            (channel, today, critical_only)
+            if profile is None
+            else (
+                channel,
+                today,
+                critical_only,
+                profile.brand,
+                profile.segment,
+                profile.handset,
+                "arrears" in profile.flags,
+            )
+        )
+        try:
+            found = self._plans.get(key)
+        except TypeError:  # an unhashable code (never from the warehouse)
+            return self._plan(profile, channel, today, critical_only)
+        if found is None:
+            found = self._plan(profile, channel, today, critical_only)
+            # A brand that is not a plain string is worded afresh ("customer is 1" or "1.0").
+            if profile is None or type(profile.brand) is str:
+                if len(self._plans) >= _PLAN_LIMIT:
+                    self._plans.clear()
+                self._plans[key] = found
+        return found
+
+    def _plan(
+        self, profile: Profile | None, channel: str, today: date, critical_only: bool
+    ) -> tuple[_Step, ...]:
+        steps: list[_Step] = []
+        handset = frozenset(profile.handset) if profile is not None else _NOTHING
+        arrears = profile is not None and "arrears" in profile.flags
+        for rules, not_sold, critical in zip(self.rules, self.not_sold, self.critical, strict=True):
+            if critical_only and not critical:
+                continue
+            fixed: Suppressed | None = None
+            if channel not in rules.offer.channels:
+                fixed = not_sold
+            elif (rules.valid_from is not None and today < rules.valid_from) or (
+                rules.valid_to is not None and today > rules.valid_to
+            ):
+                fixed = rules.invalid
+            refusal: Suppressed | None = None
+            if profile is None:
+                if not rules.general:
+                    refusal = rules.unknown
+            elif rules.brands and profile.brand not in rules.brands:
+                refusal = _brand_refusal(rules, profile.brand)
+            elif rules.segments and profile.segment not in rules.segments:
+                refusal = rules.segment
+            elif rules.requires and not rules.requires <= handset:
+                refusal = _handset_refusal(rules, rules.requires - handset)
+            by_stage = rules.by_stage if profile is not None else None
+            in_arrears = rules.in_arrears if arrears and not rules.allow_arrears else None
+            steps.append(
+                (fixed, rules.id, rules.group, refusal, by_stage, rules.service, in_arrears, rules)
+            )
+        return tuple(steps)
+
+    def blanket(self, rule: str, detail: str, *, critical_too: bool) -> list[Suppressed]:
+        """Every offer (or every offer but the service-critical ones) removed by a
+        customer-level rule, in catalog order; a new list each time (the caller's to keep)."""
+        key = (rule, detail, critical_too)
+        found = self._blankets.get(key)
+        if found is None:
+            found = tuple(
+                Suppressed(offer_id=rules.id, rule=rule, detail=detail)
+                for rules, critical in zip(self.rules, self.critical, strict=True)
+                if critical_too or not critical
+            )
+            if len(self._blankets) >= _MEMO_LIMIT:
+                self._blankets.clear()
+            self._blankets[key] = found
+        return list(found)
+
+    def channel_policy(self, channel: str) -> ChannelPolicy:
+        found = self._channels.get(channel)
+        if found is None:
+            found = self.catalog.policy.for_channel(channel)
+            if len(self._channels) < _MEMO_LIMIT:
+                self._channels[channel] = found
+        return found
 
 
 def _customer_rule(
     catalog: Catalog,
+    form: _Form,
     profile: Profile | None,
     state: ContactState,
     channel: str,
@@ -154,8 +395,12 @@ def _customer_rule(
                 f"complaint recorded {since.days} days ago "
                 f"(excluded for {policy.complaint_block_days} days)"
             )
-    rules = policy.for_channel(channel)
-    if rules.recontact_days > 0 and not state.callback_pending.get(channel, False):
+    rules = form.channel_policy(channel)
+    if (
+        rules.recontact_days > 0
+        and state.last_reached
+        and not state.callback_pending.get(channel, False)
+    ):
         counted = {channel, *rules.counts_channels}
         last = max(
             (state.last_reached[c] for c in counted if c in state.last_reached), default=None
@@ -174,83 +419,132 @@ def _customer_rule(
 
 
 def _screen_offers(
-    catalog: Catalog,
+    form: _Form,
     profile: Profile | None,
     state: ContactState,
     channel: str,
     now: datetime,
-    offers: Sequence[Offer],
+    *,
+    critical_only: bool = False,
 ) -> tuple[list[Offer], list[Suppressed]]:
-    policy = catalog.policy
-    today = now.date()
-    held_groups = {
-        offer.group
-        for offer_id in state.held
-        if (offer := catalog.offer(offer_id)) is not None and offer.group
-    }
+    """The offer-level rules, in the order they always applied: channel, validity, held,
+    exclusive, unknown subscriber, brand, segment, handset, lifecycle, arrears, cancelled,
+    declined. The first that applies removes the offer; what the customer's brand, segment,
+    handset and flags decide comes precomputed (_Form.plan)."""
+    held = state.held
+    # Groups of the offers held, looked up in the whole catalog (a campaign's narrowed view,
+    # nextbest/campaigns.py, screens some offers but knows them all).
+    held_groups = (
+        {o.group for i in held if (o := form.catalog.offer(i)) is not None and o.group}
+        if held
+        else _NOTHING
+    )
+    cancelled_at = state.cancelled_at
+    declined_at = state.declined_at
+    recent = bool(cancelled_at or declined_at)
+    stages: Mapping[str, str] = profile.lifecycle if profile is not None else {}
     allowed: list[Offer] = []
     suppressed: list[Suppressed] = []
-    for offer in offers:
-        rule: str | None = None
-        detail = ""
-        if channel not in offer.channels:
-            rule = "channel"
-        elif (offer.valid_from and today < offer.valid_from) or (
-            offer.valid_to and today > offer.valid_to
+    append = suppressed.append
+    for fixed, oid, group, refusal, by_stage, service, arrears, rules in form.plan(
+        profile, channel, now.date(), critical_only
+    ):
+        if fixed is not None:  # not sold on this channel, or outside its dates
+            append(fixed)
+        elif held and oid in held:
+            append(rules.held)
+        elif group and group in held_groups:
+            append(rules.other_group)
+        elif refusal is not None:  # unknown subscriber, brand, segment or handset
+            append(refusal)
+        elif by_stage is not None and (
+            lifecycle := by_stage.get(stage := stages.get(service, "none"), _UNLISTED)
         ):
-            rule = "validity"
-            detail = f"valid {offer.valid_from or '...'} to {offer.valid_to or '...'}"
-        elif offer.id in state.held:
-            rule = "held"
-        elif offer.group and offer.group in held_groups:
-            rule = "exclusive"
-            detail = f"holds another offer of group {offer.group!r}"
-        elif profile is None and not offer.general:
-            rule = "unknown_subscriber"
-        elif profile is not None and offer.brands and profile.brand not in offer.brands:
-            rule = "brand"
-            detail = f"for {', '.join(offer.brands)}; customer is {profile.brand}"
-        elif profile is not None and offer.segments and profile.segment not in offer.segments:
-            rule = "segment"
-        elif profile is not None and (missing := set(offer.requires) - set(profile.handset)):
-            rule = "handset"
-            detail = f"handset lacks {', '.join(sorted(missing))}"
-        elif (
-            profile is not None
-            and offer.lifecycle
-            and (profile.stage(offer.service) not in offer.lifecycle)
-        ):
-            rule = "lifecycle"
-            detail = (
-                f"{offer.service} stage is {profile.stage(offer.service)}; "
-                f"offer is for {', '.join(offer.lifecycle)}"
-            )
-        elif profile is not None and "arrears" in profile.flags and not offer.allow_arrears:
-            rule = "arrears"
+            append(_lifecycle_refusal(rules, stage) if lifecycle is _UNLISTED else lifecycle)
+        elif arrears is not None:
+            append(arrears)
+        elif recent and (late := _recent_refusal(rules, now, cancelled_at, declined_at)):
+            append(late)
         else:
-            cancelled = state.cancelled_at.get(offer.service)
-            block = offer.cancel_block_days
-            block = policy.cancel_block_days if block is None else block
-            declined = state.declined_at.get(offer.id)
-            cooldown = offer.cooldown_days
-            cooldown = policy.decline_cooldown_days if cooldown is None else cooldown
-            if cancelled is not None and now - cancelled < timedelta(days=block):
-                rule = "cancelled_recently"
-                detail = (
-                    f"cancelled {offer.service} {(now - cancelled).days} days ago "
-                    f"(not offered again within {block} days)"
-                )
-            elif declined is not None and now - declined < timedelta(days=cooldown):
-                rule = "declined_cooldown"
-                until = declined + timedelta(days=cooldown)
-                detail = (
-                    f"declined {(now - declined).days} days ago; "
-                    f"may be offered again from {until:%Y-%m-%d}"
-                )
-        if rule is None:
-            allowed.append(offer)
-        else:
-            suppressed.append(
-                Suppressed(offer_id=offer.id, rule=rule, detail=detail or RULES[rule])
-            )
+            allowed.append(rules.offer)
     return allowed, suppressed
+
+
+def _brand_refusal(rules: _OfferRules, brand: str) -> Suppressed:
+    found = rules.by_brand.get(brand) if type(brand) is str else None
+    if found is None:
+        found = Suppressed(
+            offer_id=rules.id, rule="brand", detail=f"for {rules.brands_text}; customer is {brand}"
+        )
+        if type(brand) is str and len(rules.by_brand) < _MEMO_LIMIT:
+            rules.by_brand[brand] = found
+    return found
+
+
+def _handset_refusal(rules: _OfferRules, missing: frozenset[str]) -> Suppressed:
+    found = rules.by_missing.get(missing)
+    if found is None:
+        found = Suppressed(
+            offer_id=rules.id, rule="handset", detail=f"handset lacks {', '.join(sorted(missing))}"
+        )
+        if len(rules.by_missing) < _MEMO_LIMIT:
+            rules.by_missing[missing] = found
+    return found
+
+
+def _lifecycle_refusal(rules: _OfferRules, stage: str) -> Suppressed:
+    return Suppressed(
+        offer_id=rules.id,
+        rule="lifecycle",
+        detail=f"{rules.service} stage is {stage}; offer is for {rules.lifecycle_text}",
+    )
+
+
+def _recent_refusal(
+    rules: _OfferRules,
+    now: datetime,
+    cancelled_at: dict[str, datetime],
+    declined_at: dict[str, datetime],
+) -> Suppressed | None:
+    """A recent cancellation of the offer's service or decline of the offer (the wording
+    names the days, so these are built per decision)."""
+    cancelled = cancelled_at.get(rules.service)
+    block = rules.cancel_block_days
+    if cancelled is not None and now - cancelled < (
+        timedelta(days=block) if rules.cancel_block is None else rules.cancel_block
+    ):
+        return Suppressed(
+            offer_id=rules.id,
+            rule="cancelled_recently",
+            detail=(
+                f"cancelled {rules.service} {(now - cancelled).days} days ago "
+                f"(not offered again within {block} days)"
+            ),
+        )
+    declined = declined_at.get(rules.id)
+    cooldown = rules.cooldown_days
+    if declined is not None and now - declined < (
+        timedelta(days=cooldown) if rules.cooldown is None else rules.cooldown
+    ):
+        until = declined + timedelta(days=cooldown)
+        return Suppressed(
+            offer_id=rules.id,
+            rule="declined_cooldown",
+            detail=(
+                f"declined {(now - declined).days} days ago; "
+                f"may be offered again from {until:%Y-%m-%d}"
+            ),
+        )
+    return None
+
+
+# The last catalog seen and its form: Catalog.derived, without the lookup, for the one catalog
+# a process serves at a time (a tuple, so a thread reads a consistent pair).
+_LAST: tuple[Catalog | None, _Form | None] = (None, None)
+
+
+def _form_of(catalog: Catalog) -> _Form:
+    global _LAST
+    form = catalog.derived("policy", _Form)
+    _LAST = (catalog, form)
+    return form

@@ -11,7 +11,14 @@ from conftest import profile
 
 from nextbest.catalog import Catalog, Objection, Offer, Script
 from nextbest.pitch import choose_script, render_script
-from nextbest.talk import SAMPLE_CONTEXT, TemplateProblem, check_template, render
+from nextbest.talk import (
+    SAMPLE_CONTEXT,
+    TemplateProblem,
+    check_template,
+    inputs,
+    render,
+    render_split,
+)
 
 MSISDN = "13812345678"
 
@@ -208,6 +215,147 @@ def test_render_without_a_script_falls_back_to_the_name(catalog: Catalog) -> Non
         catalog, offer(catalog, "mms_pkg"), profile(), MSISDN, "outbound", [], "en"
     )
     assert (script.lang, script.pitch, script.opening) == ("en", "MMS package", "")
+
+
+# --- the script cache (nextbest.pitch keeps rendered texts by what each template reads) -------
+
+OTHER = "13987654321"
+
+
+def _outbound_opening(catalog: Catalog, opening: str, **changes: Any) -> tuple[Catalog, Offer]:
+    script = Script(channels=("outbound",), opening=opening, pitch="p", closing="Bye")
+    variant = with_scripts(catalog, "sms_50", script, **changes)
+    return variant, offer(variant, "sms_50")
+
+
+def test_cached_opening_carries_each_customers_own_number(catalog: Catalog) -> None:
+    opening = (
+        "Hello, is that the owner of {{ customer.masked }}?"
+        "{% if customer.brand %} A {{ customer.brand }} offer.{% endif %}"
+    )
+    variant, sms = _outbound_opening(catalog, opening)
+    for _ in range(3):  # first renders, then served from the cache
+        for number, expected in ((MSISDN, "138****5678"), (OTHER, "139****4321")):
+            script = render_script(variant, sms, profile(), number, "outbound", [], "en")
+            assert script.opening == f"Hello, is that the owner of {expected}? A GoTone offer."
+        unknown = render_script(variant, sms, None, OTHER, "outbound", [], "en")
+        assert unknown.opening == "Hello, is that the owner of 139****4321?"
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "{{ customer.masked|replace('1', 'one') }}",  # filtered: rendered for each customer
+        "{% set m = customer.masked %}{{ m }}",
+        "{% filter upper %}{{ customer.masked }}{% endfilter %}",
+        "{% if customer.masked.startswith('138') %}138{% endif %}{{ customer.masked }}",
+        "{{ customer }}",
+    ],
+)
+def test_a_number_read_any_other_way_is_rendered_per_customer(
+    catalog: Catalog, opening: str
+) -> None:
+    variant, sms = _outbound_opening(catalog, opening)
+    for _ in range(2):
+        for number in (MSISDN, OTHER, "13811112222"):
+            script = render_script(variant, sms, profile(), number, "outbound", [], "en")
+            context = {**SAMPLE_CONTEXT, "customer": {**SAMPLE_CONTEXT["customer"]}}
+            context["customer"]["masked"] = f"{number[:3]}****{number[-4:]}"
+            if opening == "{{ customer }}":
+                assert f"'masked': '{number[:3]}****{number[-4:]}'" in script.opening
+            else:
+                assert script.opening == render(opening, context)
+
+
+def test_cached_texts_follow_stage_events_channel_and_segment(catalog: Catalog) -> None:
+    probe = Script(
+        channels=("store", "inbound", "outbound"),
+        pitch=(
+            "{% if stage == 'silent' %}quiet {% endif %}{{ stage }}"
+            "|{% for e in events %}{{ e }};{% endfor %}|{{ channel }}|{{ segment.name }}"
+        ),
+        opening="o",
+        closing="c",
+    )
+    variant = with_scripts(catalog, "crbt_open", probe)
+    crbt_open = offer(variant, "crbt_open")
+    for _ in range(2):
+        for stage in ("silent", "potential", "churned"):
+            for events in ([], ["handset_mms"], ["a", "b"]):
+                for channel in ("store", "outbound"):
+                    who = profile(lifecycle={"crbt": stage}, segment="careful_calculator")
+                    script = render_script(variant, crbt_open, who, MSISDN, channel, events, "en")
+                    quiet = "quiet " if stage == "silent" else ""
+                    listed = "".join(f"{e};" for e in events)
+                    assert script.pitch == (f"{quiet}{stage}|{listed}|{channel}|Careful calculator")
+        assert render_script(variant, crbt_open, None, MSISDN, "store", [], "en").pitch == (
+            "none||store|"
+        )
+
+
+def test_cached_texts_tell_numbers_of_other_types_apart(catalog: Catalog) -> None:
+    probe = Script(channels=("store",), pitch="{{ customer.arpu }}/{{ customer.region }}")
+    variant = with_scripts(catalog, "crbt_open", probe)
+    crbt_open = offer(variant, "crbt_open")
+    pitches = [
+        render_script(variant, crbt_open, profile(arpu=arpu), MSISDN, "store", [], "en").pitch
+        for arpu in (120.0, 120, 0.0, -0.0)
+    ]
+    assert pitches == ["120.0/Nanjing", "120/Nanjing", "0.0/Nanjing", "-0.0/Nanjing"]
+
+
+def test_cached_opening_survives_text_that_looks_like_the_stand_in(catalog: Catalog) -> None:
+    """render_split renders with two stand-ins for the number; text that happens to contain
+    one must not be taken for the number."""
+    stand_in = "\uf8f0" * 6
+    for opening, region in (
+        ("{{ customer.masked }}" + stand_in, "Nanjing"),
+        ("{{ customer.masked }}|{{ customer.region }}", stand_in),
+        ("{{ customer.masked }}|{{ customer.region }}", "\uf8f1" * 6),
+    ):
+        variant, sms = _outbound_opening(catalog, opening)
+        for number in (MSISDN, OTHER, MSISDN):
+            who = profile(region=region)
+            script = render_script(variant, sms, who, number, "outbound", [], "en")
+            masked = f"{number[:3]}****{number[-4:]}"
+            assert script.opening == opening.replace("{{ customer.masked }}", masked).replace(
+                "{{ customer.region }}", region
+            )
+
+
+def test_inputs_of_a_template() -> None:
+    plain = inputs("{{ offer.name }} is {{ offer.price }} yuan")
+    assert plain.fields == {"offer.name", "offer.price"}
+    assert plain.cacheable
+    opening = inputs("Hi {{ customer.masked }}{% if customer.brand %}!{% endif %}")
+    assert opening.fields == {"customer.masked", "customer.brand"}
+    assert opening.masked_as_is
+    assert inputs("{{ customer['masked'] }}").masked_as_is
+    for source in (
+        "{{ customer.masked|upper }}",
+        "{% for e in events recursive %}{{ customer.masked }}{% endfor %}",
+        "{% macro m() %}{{ customer.masked }}{% endmacro %}{{ m() }}",
+        "{{ customer }}",
+    ):
+        found = inputs(source)
+        assert "customer.masked" in found.fields
+        assert not found.masked_as_is, source
+    whole = inputs("{{ customer.items()|list }}")  # a method of the table, not a field
+    assert whole.fields == {f"customer.{key}" for key in SAMPLE_CONTEXT["customer"]}
+    assert inputs("{{ 'x' in events }}{{ stage }}").fields == {"events", "stage"}
+    assert not inputs("{{ events|random }}").cacheable  # a new draw each render
+    assert not inputs("{{ offer.price ").cacheable  # broken: rendered, so it fails as ever
+
+
+def test_render_split_pieces_rebuild_the_render() -> None:
+    source = "  {{ customer.masked }}, {{ offer.name }}: {{ customer.masked }}  "
+    text, pieces = render_split(source, SAMPLE_CONTEXT)
+    assert text == render(source, SAMPLE_CONTEXT)
+    assert pieces is not None
+    assert "139****4321".join(pieces).strip() == "139****4321, Sample offer: 139****4321"
+    # Filtered: the stand-ins pass through upper() unchanged, so only the syntax tree can tell.
+    text, none = render_split("{{ customer.masked|upper }}", SAMPLE_CONTEXT)
+    assert (text, none) == ("138****5678", None)
 
 
 # --- the sandbox ------------------------------------------------------------------------------
