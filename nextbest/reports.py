@@ -390,6 +390,12 @@ class _RollupQuery(msgspec.Struct, frozen=True):
     total: Measures
 
 
+# The days a report may ask for: the first and last day any ledger could hold (beyond them a
+# day's bounds in UTC would not even be a date).
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2099, 12, 31)
+
+
 class ReportService:
     def __init__(
         self, db: Database, clock: Clock, settle: Callable[[], object] | None = None
@@ -407,6 +413,11 @@ class ReportService:
         report starts here, so this is also where pending impressions are settled."""
         if self.settle is not None:
             self.settle()
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and not EARLIEST_DAY <= value <= LATEST_DAY:
+                raise BadInput(
+                    f"{name}: {value} is outside {EARLIEST_DAY} to {LATEST_DAY}", field=name
+                )
         until = until or report_day(self.clock.now())
         since = since or until - timedelta(days=DEFAULT_DAYS - 1)
         if since > until:

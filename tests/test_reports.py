@@ -525,6 +525,15 @@ def test_report_endpoints_roles_csv_and_errors(
         assert backwards.status_code == 400
         assert backwards.json()["field"] == "since"
         assert a.client.get("/v1/reports/agents?confidence=2", headers=sup).status_code == 400
+        # Days and windows no ledger could hold are refused, not a 500 (found by the fuzzer).
+        for query, field in (
+            ("since=0001-01-01", "since"),
+            ("until=9999-12-31", "until"),
+            ("retention_days=999999999", "retention_days"),
+        ):
+            refused = a.client.get(f"/v1/reports/funnel?{query}", headers=sup)
+            assert refused.status_code == 400, refused.text
+            assert field in refused.text
 
 
 def test_funnel_takes_targeted_and_reached_from_the_campaign_queue(

@@ -171,7 +171,10 @@ def funnel(
     ] = None,
     since: Since = None,
     until: Until = None,
-    retention_days: FromQuery[int] = 90,
+    retention_days: Annotated[
+        int,
+        QueryParameter(ge=1, le=3650, description="Days a sale must last to count as retained"),
+    ] = 90,
     fmt: FormatParam = None,
 ) -> Response[FunnelReport]:
     report = services.reports.funnel(
