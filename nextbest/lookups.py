@@ -1,64 +1,35 @@
 """The look-up trail: every number looked up, by whom, when, from which channel.
 
-A row is written with the decision it produced, in the same transaction (DecisionService), so
-every look-up is attributable. Supervisors (within their scope) and admins read the trail;
-numbers leave it masked. Rows older than the retention are purged (nextbest/retention.py).
+The trail is the decision row itself (``decisions.key_id``: the key that looked the number
+up), so there is no look-up without its trail and no second row to write. Supervisors (within
+their scope) and admins read it; numbers leave it masked. Past the retention a row's key is
+cleared and it leaves the trail (nextbest/retention.py); the decision stays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 
-from nextbest.keys import Actor
 from nextbest.msisdn import mask
 from nextbest.storage.db import Database
-from nextbest.storage.security_models import Lookup
+from nextbest.storage.models import Decision
 
 __all__ = [
     "MAX_ROWS",
     "LookupOut",
     "LookupQuery",
     "LookupService",
-    "lookup_row",
     "purge_lookups",
 ]
 
 MAX_ROWS = 1000
 
 
-def lookup_row(
-    actor: Actor,
-    *,
-    msisdn: str,
-    channel: str,
-    decision_id: str,
-    known: bool,
-    at: datetime,
-    campaign_id: str | None = None,
-) -> dict[str, Any]:
-    """The trail row of one look-up (who, when, which number, from which channel)."""
-    return {
-        "at": at,
-        "msisdn": msisdn,
-        "channel": channel,
-        "decision_id": decision_id,
-        "known": known,
-        "key_id": actor.key_id,
-        "user_id": actor.user_id,
-        "role": actor.role,
-        "store_id": actor.store_id,
-        "team_id": actor.team_id,
-        "campaign_id": campaign_id,
-    }
-
-
 class LookupOut(msgspec.Struct, kw_only=True):
-    id: int
     at: datetime
     msisdn: str  # masked
     channel: str
@@ -94,28 +65,32 @@ class LookupService:
         """Newest first, at most ``MAX_ROWS``."""
         if self.settle is not None:
             self.settle()
-        statement = select(Lookup).order_by(Lookup.at.desc(), Lookup.id.desc())
+        trail = Decision
+        statement = (
+            select(trail)
+            .where(trail.key_id.is_not(None))  # cleared past the trail's retention
+            .order_by(trail.created_at.desc(), trail.id.desc())
+        )
         if query.msisdn:
-            statement = statement.where(Lookup.msisdn == query.msisdn)
+            statement = statement.where(trail.msisdn == query.msisdn)
         if query.user:
-            statement = statement.where(Lookup.user_id == query.user)
+            statement = statement.where(trail.user_id == query.user)
         if query.since:
-            statement = statement.where(Lookup.at >= query.since)
+            statement = statement.where(trail.created_at >= query.since)
         if query.until:
-            statement = statement.where(Lookup.at < query.until)
+            statement = statement.where(trail.created_at < query.until)
         if query.store:
-            statement = statement.where(Lookup.store_id == query.store)
+            statement = statement.where(trail.store_id == query.store)
         if query.team:
-            statement = statement.where(Lookup.team_id == query.team)
+            statement = statement.where(trail.team_id == query.team)
         statement = statement.limit(max(1, min(query.limit, MAX_ROWS)))
         with self.db.read() as session:
             return [
                 LookupOut(
-                    id=row.id,
-                    at=row.at,
+                    at=row.created_at,
                     msisdn=mask(row.msisdn),
                     channel=row.channel,
-                    decision_id=row.decision_id,
+                    decision_id=row.id,
                     known=row.known,
                     user=row.user_id,
                     role=row.role,
@@ -125,11 +100,18 @@ class LookupService:
                     campaign_id=row.campaign_id,
                 )
                 for row in session.scalars(statement)
+                if row.key_id is not None
             ]
 
 
 def purge_lookups(db: Database, before: datetime) -> int:
-    """Delete the trail rows older than ``before``; returns how many."""
+    """End the trail of the look-ups older than ``before`` (their key and team are cleared, so
+    no supervisor can list them again); returns how many. The decisions stay: they are the
+    sales ledger that outcomes, sales and the reports' rebuild refer to."""
     with db.write() as session:
-        result = session.execute(delete(Lookup).where(Lookup.at < before))
+        result = session.execute(
+            update(Decision)
+            .where(Decision.created_at < before, Decision.key_id.is_not(None))
+            .values(key_id=None, team_id=None)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ answer back and writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from datetime import datetime
@@ -23,7 +24,7 @@ from nextbest.errors import BadInput, Conflict, NotFound, Unavailable, Unprocess
 from nextbest.impressions import ImpressionWriter
 from nextbest.keys import Actor
 from nextbest.policy import screen
-from nextbest.rollups import record_outcome
+from nextbest.rollups import LOCK_SQL, outcome_rows, upsert_rollups
 from nextbest.storage.db import Database
 from nextbest.storage.group_commit import GroupCommitter
 from nextbest.storage.ledger import live_history
@@ -34,7 +35,8 @@ from nextbest.storage.models import (
     ProvisioningJob,
     Subscription,
 )
-from nextbest.storage.raw import fetch, insert_returning_id, utc
+from nextbest.storage.raw import fetch, insert_returning_id, insert_rows, is_sqlite, utc
+from nextbest.storage.shown import ShownOffer, decode_offers, expected
 from nextbest.storage.warehouse import CustomerData, NoDataLoaded, VersionRetired, WarehouseReader
 from nextbest.wire import OutcomeRequest, OutcomeResponse, SubscriptionOut
 
@@ -45,38 +47,113 @@ _decode = msgspec.json.Decoder(OutcomeResponse).decode
 MAX_IDEMPOTENCY_KEY = 200
 
 
-# The decision's columns an outcome needs (plain SQL: the ORM's get costs more than the read).
-_DECISION_COLUMNS = (
-    "id",
-    "created_at",
+class ShownDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """The decision's columns an outcome needs (its counts are attributed to them)."""
+
+    id: str
+    created_at: datetime
+    msisdn: str
+    channel: str
+    user_id: str
+    store_id: str | None
+    campaign_id: str | None
+    segment: str | None
+    experiment: str | None
+    arm: str | None
+
+
+_DECISION_COLUMNS = tuple(f.name for f in msgspec.structs.fields(ShownDecision))
+# Everything an outcome reads, in one statement (plain SQL: the ORM's get and objects cost more
+# than the reads): the decision with the offers it showed (kind 0), and its earlier outcomes
+# (1) in the decision's columns (PostgreSQL wants one type per column: texts where it has
+# texts).
+_NULLS = ", NULL" * (len(_DECISION_COLUMNS) - 3)
+_OUTCOME_READ_SQL = (
+    f"SELECT 0, {', '.join(_DECISION_COLUMNS)}, offers FROM decisions WHERE id = ? UNION ALL "
+    f"SELECT 1, offer_id, NULL, outcome{_NULLS}, NULL FROM outcomes WHERE decision_id = ?"
+)
+_EXISTS_SQL = "SELECT 1 FROM decisions WHERE id = ?"
+_IDEMPOTENCY_SQL = (
+    "SELECT request_hash, status_code, body FROM idempotency WHERE user_id = ? AND key = ?"
+)
+_OUTCOME_COLUMNS = (
+    "decision_id",
+    "offer_id",
     "msisdn",
     "channel",
+    "outcome",
+    "reason",
+    "callback_at",
     "user_id",
     "store_id",
-    "campaign_id",
-    "segment",
-    "experiment",
-    "arm",
+    "created_at",
 )
-_DECISION_SQL = f"SELECT {', '.join(_DECISION_COLUMNS)} FROM decisions WHERE id = ?"
-_SHOWN_SQL = "SELECT 1 FROM decision_offers WHERE decision_id = ? AND offer_id = ?"
-_EXISTS_SQL = "SELECT 1 FROM decisions WHERE id = ?"
 
 
-def _shown_decision(session: Session, decision_id: str) -> Decision | None:
-    """The decision as a detached object carrying the columns above (never flushed)."""
-    rows = fetch(session, _DECISION_SQL, (decision_id,))
-    if not rows:
-        return None
-    values = dict(zip(_DECISION_COLUMNS, rows[0], strict=True))
-    values["created_at"] = utc(values["created_at"])
-    return Decision(**values)
+class _Read(msgspec.Struct, frozen=True):
+    decision: ShownDecision | None
+    shown: bool
+    estimate: float | None  # before learning, else as served
+    prior: list[tuple[str, str]]  # the decision's outcomes so far: (offer id, kind)
+
+
+def _read(session: Session, decision_id: str, offer_id: str) -> _Read:
+    rows = fetch(session, _OUTCOME_READ_SQL, (decision_id, decision_id))
+    decision: ShownDecision | None = None
+    shown: ShownOffer | None = None
+    prior: list[tuple[str, str]] = []
+    for kind, *values in rows:
+        if kind == 0:
+            fields = dict(zip(_DECISION_COLUMNS, values[:-1], strict=True))
+            fields["created_at"] = utc(fields["created_at"])
+            decision = ShownDecision(**fields)
+            shown = decode_offers(values[-1]).get(offer_id)
+        else:
+            prior.append((values[0], values[2]))
+    estimate = expected(shown) if shown is not None else None
+    return _Read(decision, shown is not None, estimate, prior)
 
 
 class Recorded(msgspec.Struct, frozen=True):
     status_code: int  # 201 written now; 200 a second click on an accepted offer
     response: OutcomeResponse
     replayed: bool = False  # the first answer to the same Idempotency-Key, nothing written
+
+
+class _Pending:
+    """One outcome on its way to the database: what was checked, and the write to run."""
+
+    def __init__(
+        self,
+        service: OutcomeService,
+        version_id: int,
+        catalog: Catalog,
+        actor: Actor,
+        decision_id: str,
+        request: OutcomeRequest,
+    ) -> None:
+        self.service = service
+        self.version_id = version_id
+        self.catalog = catalog
+        self.actor = actor
+        self.decision_id = decision_id
+        self.request = request
+        self.idempotency_key: str | None = None
+        self.request_hash = ""
+        self.customer: CustomerData | None = None
+        self.wait_until: float | None = None  # monotonic deadline for the decision to land
+
+    def run(self, session: Session) -> Recorded:
+        return self.service._record(
+            session,
+            self.catalog,
+            self.customer,
+            self.actor,
+            self.decision_id,
+            self.request,
+            self.idempotency_key,
+            self.request_hash,
+        )
 
 
 class OutcomeService:
@@ -104,6 +181,53 @@ class OutcomeService:
         request: OutcomeRequest,
         idempotency_key: str | None = None,
     ) -> Recorded:
+        """Record the outcome, waiting in this thread for its decision and its commit."""
+        write = self._prepare(actor, decision_id, request, idempotency_key)
+        while self._decision_missing(write):
+            time.sleep(0.01)
+        write.customer = self._customer_of(write)
+        # Concurrent writers on PostgreSQL may race to the unique indexes; the loser retries and
+        # then finds the winner's rows.
+        for attempt in range(3):
+            try:
+                return self.committer.run(write.run)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def record_async(
+        self,
+        actor: Actor,
+        decision_id: str,
+        request: OutcomeRequest,
+        idempotency_key: str | None = None,
+    ) -> Recorded:
+        """``record`` for a caller on the event loop with SQLite's group commit running: the
+        outcome joins the batch being committed without holding a thread while it waits, so
+        every outcome in flight shares one commit (with a worker thread each, a batch was as
+        small as the thread pool: six, docs/performance.md). The reads it makes first are
+        local (SQLite)."""
+        write = self._prepare(actor, decision_id, request, idempotency_key)
+        while self._decision_missing(write):
+            await asyncio.sleep(0.01)
+        write.customer = self._customer_of(write)
+        for attempt in range(3):
+            try:
+                return await asyncio.wrap_future(self.committer.submit(write.run))
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _prepare(
+        self,
+        actor: Actor,
+        decision_id: str,
+        request: OutcomeRequest,
+        idempotency_key: str | None,
+    ) -> _Pending:
+        """Check what can be checked before any write (400s and 503s raised here)."""
         if idempotency_key is not None:
             idempotency_key = idempotency_key.strip()
             if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -113,53 +237,40 @@ class OutcomeService:
                 )
         self._check_shape(request)
         request_hash = hashlib.sha256(decision_id.encode() + b"\0" + _encode(request)).hexdigest()
-        # Read before the write transaction: never hold one connection while asking for another.
         try:
             active = self.reader.active()
         except NoDataLoaded as exc:
             raise Unavailable(str(exc)) from None
-        catalog = active.catalog
-        self._await_decision(decision_id)
-        customer = None
-        if request.outcome == "accepted":
-            customer = self._customer(active.id, decision_id)
-        # Concurrent writers on PostgreSQL may race to the unique indexes; the loser retries and
-        # then finds the winner's rows.
-        for attempt in range(3):
-            try:
-                return self.committer.run(
-                    lambda session: self._record(
-                        session,
-                        catalog,
-                        customer,
-                        actor,
-                        decision_id,
-                        request,
-                        idempotency_key,
-                        request_hash,
-                    )
-                )
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _await_decision(self, decision_id: str) -> None:
-        """With batched impressions, a decision answered a moment ago may not be stored yet:
-        written by this process's writer (flushed here), or by another node's (waited for, a
-        few of its batch intervals at most). An unknown decision then answers 404 as usual."""
+        write = _Pending(self, active.id, active.catalog, actor, decision_id, request)
+        write.idempotency_key = idempotency_key
+        write.request_hash = request_hash
         writer = self.impressions
-        if writer is None or not writer.batching:
-            return
-        writer.flush()
-        deadline = time.monotonic() + 0.2 + 4 * writer.interval
-        while True:
-            with self.db.raw_read() as reads:
-                if fetch(reads, _EXISTS_SQL, (decision_id,)):
-                    return
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.01)
+        if writer is not None and writer.batching:
+            # A decision answered a moment ago may not be stored yet: written by this
+            # process's writer (flushed here), or by another node's (waited for, a few of its
+            # batch intervals at most). An unknown decision then answers 404 as usual.
+            writer.flush()
+            write.wait_until = time.monotonic() + 0.2 + 4 * writer.interval
+        return write
+
+    def _decision_missing(self, write: _Pending) -> bool:
+        """True while the decision is not stored yet and it is still worth waiting for."""
+        if write.wait_until is None:
+            return False
+        with self.db.raw_read() as reads:
+            if fetch(reads, _EXISTS_SQL, (write.decision_id,)):
+                write.wait_until = None
+                return False
+        if time.monotonic() >= write.wait_until:
+            write.wait_until = None
+            return False
+        return True
+
+    def _customer_of(self, write: _Pending) -> CustomerData | None:
+        # Read before the write transaction: never hold one connection while asking for another.
+        if write.request.outcome != "accepted":
+            return None
+        return self._customer(write.version_id, write.decision_id)
 
     def _check_shape(self, request: OutcomeRequest) -> None:
         now = self.clock.now()
@@ -188,19 +299,27 @@ class OutcomeService:
         request_hash: str,
     ) -> Recorded:
         now = self.clock.now()
+        sqlite = is_sqlite(session)
         if idempotency_key is not None:
-            previous = session.get(IdempotencyRecord, (actor.user_id, idempotency_key))
-            if previous is not None:
-                if previous.request_hash != request_hash:
+            previous = fetch(session, _IDEMPOTENCY_SQL, (actor.user_id, idempotency_key))
+            if previous:
+                stored_hash, status_code, body = previous[0]
+                if stored_hash != request_hash:
                     raise Unprocessable(
                         "Idempotency-Key was already used for a different request",
                         field="Idempotency-Key",
                     )
-                return Recorded(previous.status_code, _decode(previous.body), replayed=True)
-        decision = _shown_decision(session, decision_id)
+                return Recorded(status_code, _decode(bytes(body)), replayed=True)
+        if not sqlite:
+            # Outcomes of one decision are counted one after the other (rollups.py; SQLite
+            # has a single writer). NO KEY UPDATE: an outcome's foreign key holds KEY SHARE
+            # on the row, which a plain FOR UPDATE would wait on (two would deadlock).
+            fetch(session, LOCK_SQL, (decision_id,))
+        read = _read(session, decision_id, request.offer_id)
+        decision = read.decision
         if decision is None:
             raise NotFound(f"decision {decision_id!r} not found", field="decision_id")
-        if not fetch(session, _SHOWN_SQL, (decision_id, request.offer_id)):
+        if not read.shown:
             raise Unprocessable(
                 f"offer_id: {request.offer_id!r} was not offered in decision {decision_id}",
                 field="offer_id",
@@ -219,7 +338,18 @@ class OutcomeService:
                     # A second click on the same button: the sale already stands.
                     first = session.get(Outcome, existing.outcome_id)
                     assert first is not None
-                    recorded = Recorded(200, _response(first, existing))
+                    recorded = Recorded(
+                        200,
+                        _response(
+                            first.id,
+                            decision_id,
+                            first.offer_id,
+                            first.outcome,
+                            first.created_at,
+                            first.user_id,
+                            existing,
+                        ),
+                    )
                     self._remember(session, actor, idempotency_key, request_hash, recorded, now)
                     return recorded
                 raise Conflict(
@@ -236,22 +366,24 @@ class OutcomeService:
                     f"{problem}",
                     field="offer_id",
                 )
-        row = {
-            "decision_id": decision_id,
-            "offer_id": request.offer_id,
-            "msisdn": decision.msisdn,
-            "channel": decision.channel,
-            "outcome": request.outcome,
-            "reason": reason,
-            "callback_at": request.callback_at,
-            "user_id": actor.user_id,
-            "store_id": actor.store_id,
-            "created_at": now,
-        }
-        # Plain SQL (the ORM's unit of work costs more than the insert); the object is only
-        # carried to the answer and the report counts, never added to the session.
-        outcome_id = insert_returning_id(session, Outcome.__table__, row)  # type: ignore[arg-type]
-        outcome = Outcome(id=outcome_id, **row)
+        # Plain SQL (the ORM's unit of work costs more than the insert).
+        values = (
+            decision_id,
+            request.offer_id,
+            decision.msisdn,
+            decision.channel,
+            request.outcome,
+            reason,
+            request.callback_at,
+            actor.user_id,
+            actor.store_id,
+            now,
+        )
+        outcome_id = insert_returning_id(
+            session,
+            Outcome.__table__,  # type: ignore[arg-type]
+            dict(zip(_OUTCOME_COLUMNS, values, strict=True)),
+        )
         subscription: Subscription | None = None
         if request.outcome == "accepted":
             offer = catalog.offer(request.offer_id)
@@ -260,7 +392,7 @@ class OutcomeService:
                 offer_id=request.offer_id,
                 service=offer.service if offer else "",
                 decision_id=decision_id,
-                outcome_id=outcome.id,
+                outcome_id=outcome_id,
                 user_id=actor.user_id,
                 store_id=actor.store_id,
                 channel=decision.channel,
@@ -284,9 +416,33 @@ class OutcomeService:
                 )
             )
             session.flush()
-        # Reports: count what this outcome is the first of, in this same transaction.
-        record_outcome(session, decision, outcome, subscription)
-        recorded = Recorded(201, _response(outcome, subscription))
+        # Reports: count what this outcome is the first of, in this same transaction (with
+        # group commit, summed with the batch's other outcomes before the commit).
+        self.committer.defer(
+            session,
+            upsert_rollups,
+            outcome_rows(
+                decision,
+                kind=request.outcome,
+                offer_id=request.offer_id,
+                price=subscription.price if subscription else None,
+                prior=read.prior,
+                estimate=read.estimate,
+                sqlite=sqlite,
+            ),
+        )
+        recorded = Recorded(
+            201,
+            _response(
+                outcome_id,
+                decision_id,
+                request.offer_id,
+                request.outcome,
+                now,
+                actor.user_id,
+                subscription,
+            ),
+        )
         self._remember(session, actor, idempotency_key, request_hash, recorded, now)
         return recorded
 
@@ -307,21 +463,24 @@ class OutcomeService:
         key: str | None,
         request_hash: str,
         recorded: Recorded,
-        now: object,
+        now: datetime,
     ) -> None:
         if key is None:
             return
-        session.add(
-            IdempotencyRecord(
-                user_id=actor.user_id,
-                key=key,
-                request_hash=request_hash,
-                status_code=recorded.status_code,
-                body=_encode(recorded.response),
-                created_at=now,
-            )
+        insert_rows(
+            session,
+            IdempotencyRecord.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "user_id": actor.user_id,
+                    "key": key,
+                    "request_hash": request_hash,
+                    "status_code": recorded.status_code,
+                    "body": _encode(recorded.response),
+                    "created_at": now,
+                }
+            ],
         )
-        session.flush()
 
     def subscription(self, subscription_id: int) -> SubscriptionOut:
         with self.db.read() as session:
@@ -376,14 +535,22 @@ def _subscription_out(row: Subscription) -> SubscriptionOut:
     )
 
 
-def _response(outcome: Outcome, subscription: Subscription | None) -> OutcomeResponse:
+def _response(
+    outcome_id: int,
+    decision_id: str,
+    offer_id: str,
+    kind: str,
+    recorded_at: datetime,
+    recorded_by: str,
+    subscription: Subscription | None,
+) -> OutcomeResponse:
     return OutcomeResponse(
-        outcome_id=outcome.id,
-        decision_id=outcome.decision_id,
-        offer_id=outcome.offer_id,
-        outcome=outcome.outcome,
-        recorded_at=outcome.created_at,
-        recorded_by=outcome.user_id,
+        outcome_id=outcome_id,
+        decision_id=decision_id,
+        offer_id=offer_id,
+        outcome=kind,
+        recorded_at=recorded_at,
+        recorded_by=recorded_by,
         subscription=_subscription_out(subscription) if subscription else None,
     )
 
@@ -408,7 +575,7 @@ def _no_longer_eligible(
     session: Session,
     catalog: Catalog,
     customer: CustomerData | None,
-    decision: Decision,
+    decision: ShownDecision,
     offer_id: str,
     now: datetime,
 ) -> str | None:

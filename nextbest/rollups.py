@@ -25,7 +25,7 @@ import time
 import zlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import Select, func, select
@@ -34,30 +34,39 @@ from sqlalchemy.orm import Session
 from nextbest.learning import CellCounts, CellKey
 from nextbest.storage.db import Database
 from nextbest.storage.models import Decision, Outcome, Subscription
-from nextbest.storage.raw import fetch, insert_rows
-from nextbest.storage.report_models import ModelEstimate, ReportRollup
+from nextbest.storage.raw import fetch, insert_values
+from nextbest.storage.report_models import ReportRollup
+from nextbest.storage.shown import decode_offers, expected
 
 __all__ = [
     "DIMENSIONS",
     "LEARNING_GRAIN",
+    "LOCK_SQL",
     "PAIR_GRAINS",
     "PRESENTED_KINDS",
     "REPORT_TZ",
+    "ContactKey",
+    "DecisionKeys",
     "Measures",
     "RebuildReport",
     "RollupRow",
     "add_contacts",
+    "contact_key",
     "contact_rows",
+    "contact_rows_for",
     "day_sql",
-    "estimate_rows",
     "grain_for",
     "learning_counts",
+    "merged",
+    "outcome_rows",
     "read_rollups",
     "rebuild",
     "record_decision",
     "record_outcome",
     "report_day",
     "snapshot",
+    "upsert_rollups",
+    "upsert_with",
     "utc_bounds",
 ]
 
@@ -96,11 +105,9 @@ MEASURES = (
     "expected_micro",
 )
 _KEY_COLUMNS = ("grain", "day", "k1", "k2", "k3", "experiment", "arm", "shard")
-_UPSERT = (
-    f"INSERT INTO report_rollups ({', '.join(_KEY_COLUMNS + MEASURES)}) "
-    f"VALUES ({', '.join('?' for _ in _KEY_COLUMNS + MEASURES)}) "
-    f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET "
-    + ", ".join(f"{m} = report_rollups.{m} + excluded.{m}" for m in MEASURES)
+_UPSERT_HEAD = f"INSERT INTO report_rollups ({', '.join(_KEY_COLUMNS + MEASURES)})"
+_UPSERT_TAIL = f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET " + ", ".join(
+    f"{m} = report_rollups.{m} + excluded.{m}" for m in MEASURES
 )
 
 
@@ -140,24 +147,69 @@ class _Facts(msgspec.Struct, frozen=True):
     shard: int
 
 
-def _facts(session: Session, decision: Decision) -> _Facts:
-    return _facts_for(decision, sqlite=session.get_bind().dialect.name == "sqlite")
+def _facts_for(decision: DecisionKeys, *, sqlite: bool) -> _Facts:
+    return _facts_of(
+        contact_key(
+            decision_id=decision.id,
+            created_at=decision.created_at,
+            user_id=decision.user_id,
+            store_id=decision.store_id,
+            channel=decision.channel,
+            campaign_id=decision.campaign_id,
+            segment=decision.segment,
+            experiment=decision.experiment,
+            arm=decision.arm,
+            sqlite=sqlite,
+        )
+    )
 
 
-def _facts_for(decision: Decision, *, sqlite: bool) -> _Facts:
+# What a served decision counts under: (day, agent, store, channel, campaign, segment,
+# experiment, arm, shard). Decisions with the same key add to the same rollup rows.
+ContactKey = tuple[str, str, str, str, str, str, str, str, int]
+
+
+def contact_key(
+    *,
+    decision_id: str,
+    created_at: datetime,
+    user_id: str,
+    store_id: str | None,
+    channel: str,
+    campaign_id: str | None,
+    segment: str | None,
+    experiment: str | None,
+    arm: str | None,
+    sqlite: bool,
+) -> ContactKey:
     shards = 1 if sqlite else PG_SHARDS
+    return (
+        report_day(created_at).isoformat(),
+        user_id,
+        store_id or "",
+        channel,
+        campaign_id or "",
+        segment or "",
+        experiment or "",
+        arm or "",
+        zlib.crc32(decision_id.encode()) % shards if shards > 1 else 0,
+    )
+
+
+def _facts_of(key: ContactKey) -> _Facts:
+    day, agent, store, channel, campaign, segment, experiment, arm, shard = key
     return _Facts(
-        day=report_day(decision.created_at).isoformat(),
+        day=day,
         dims={
-            "agent": decision.user_id,
-            "store": decision.store_id or "",
-            "channel": decision.channel,
-            "campaign": decision.campaign_id or "",
-            "segment": decision.segment or "",
+            "agent": agent,
+            "store": store,
+            "channel": channel,
+            "campaign": campaign,
+            "segment": segment,
         },
-        experiment=decision.experiment or "",
-        arm=decision.arm or "",
-        shard=zlib.crc32(decision.id.encode()) % shards,
+        experiment=experiment,
+        arm=arm,
+        shard=shard,
     )
 
 
@@ -168,72 +220,93 @@ def _key(facts: _Facts, grain: Sequence[str], values: Mapping[str, str]) -> tupl
 
 
 def _upsert(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    # Every writer takes the row locks in the same (sorted) order: no deadlock on PostgreSQL.
-    rows.sort()
-    name = session.get_bind().dialect.name
-    sql = _UPSERT if name == "sqlite" else _UPSERT.replace("?", "%s")
-    if name != "sqlite":
-        rows = [(r[0], date.fromisoformat(r[1]), *r[2:]) for r in rows]
     cursor = session.connection().connection.cursor()
     try:
-        cursor.executemany(sql, rows)
+        upsert_with(cursor, rows, sqlite=session.get_bind().dialect.name == "sqlite")
     finally:
         cursor.close()
 
 
-def record_decision(
-    session: Session, decision: Decision, estimates: Sequence[tuple[str, float]] = ()
-) -> None:
-    """The decision hook: count the contact; store the ranking's estimates before learning
-    (``(offer id, probability)``) where learning moved them. Same transaction as the decision."""
+def upsert_with(cursor: Any, rows: list[tuple[Any, ...]], *, sqlite: bool) -> None:
+    """Add rollup rows (keys distinct) on a DB-API cursor, in its transaction."""
+    if not rows:
+        return
+    # Every writer takes the row locks in the same (sorted) order: no deadlock on PostgreSQL.
+    rows.sort()
+    if not sqlite:
+        rows = [(r[0], date.fromisoformat(r[1]), *r[2:]) for r in rows]
+    insert_values(cursor, _UPSERT_HEAD, rows, _UPSERT_TAIL, sqlite=sqlite)
+
+
+def record_decision(session: Session, decision: Decision) -> None:
+    """The decision hook: count the contact, in the decision's transaction (the batched
+    impressions count their decisions together, nextbest/impressions.py)."""
     sqlite = session.get_bind().dialect.name == "sqlite"
     add_contacts(session, contact_rows(decision, sqlite=sqlite))
-    insert_rows(
-        session,
-        ModelEstimate.__table__,  # type: ignore[arg-type]
-        estimate_rows(decision.id, estimates),
-    )
 
 
 def contact_rows(decision: Decision, *, sqlite: bool) -> list[tuple[Any, ...]]:
     """The rollup rows one served decision adds (one contact on every grain without offers)."""
-    facts = _facts_for(decision, sqlite=sqlite)
+    return _contact_rows(_facts_for(decision, sqlite=sqlite), 1)
+
+
+def contact_rows_for(key: ContactKey, decisions: int) -> list[tuple[Any, ...]]:
+    """The rollup rows of ``decisions`` served decisions that share ``key``."""
+    return _contact_rows(_facts_of(key), decisions)
+
+
+def _contact_rows(facts: _Facts, decisions: int) -> list[tuple[Any, ...]]:
     zero = (0,) * (len(MEASURES) - 1)
-    return [(*_key(facts, g, facts.dims), 1, *zero) for g in _CONTACT_GRAINS]
-
-
-def estimate_rows(decision_id: str, estimates: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
-    return [
-        {"decision_id": decision_id, "offer_id": offer_id, "probability": p}
-        for offer_id, p in estimates
-    ]
+    return [(*_key(facts, g, facts.dims), decisions, *zero) for g in _CONTACT_GRAINS]
 
 
 def add_contacts(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
     """Add rows built by ``contact_rows`` (of one decision or of a batch of them): rows with
     the same key are summed first, so a batch costs one upsert per distinct key."""
+    _upsert(session, merged(rows))
+
+
+def merged(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rollup rows with the same key summed into one."""
     width = len(MEASURES)
-    merged: dict[tuple[Any, ...], list[int]] = {}
+    sums: dict[tuple[Any, ...], list[int]] = {}
     for row in rows:
         key = row[:-width]
-        total = merged.get(key)
+        total = sums.get(key)
         if total is None:
-            merged[key] = list(row[-width:])
+            sums[key] = list(row[-width:])
         else:
             for i, value in enumerate(row[-width:]):
                 total[i] += value
-    _upsert(session, [(*key, *measures) for key, measures in merged.items()])
+    return [(*key, *measures) for key, measures in sums.items()]
 
 
 _PRIOR_SQL = "SELECT offer_id, outcome FROM outcomes WHERE decision_id = ? AND id <> ?"
-_LOCK_SQL = "SELECT id FROM decisions WHERE id = ? FOR NO KEY UPDATE"
-_ESTIMATE_SQL = (
-    "SELECT dof.probability, me.probability FROM decision_offers dof "
-    "LEFT JOIN model_estimates me ON me.decision_id = dof.decision_id "
-    "AND me.offer_id = dof.offer_id WHERE dof.decision_id = ? AND dof.offer_id = ?"
-)
+LOCK_SQL = "SELECT id FROM decisions WHERE id = ? FOR NO KEY UPDATE"
+_OFFERS_SQL = "SELECT offers FROM decisions WHERE id = ?"
+
+
+class DecisionKeys(Protocol):
+    """What the counts of a decision are attributed to (a Decision row, or a lighter copy)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def store_id(self) -> str | None: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def campaign_id(self) -> str | None: ...
+    @property
+    def segment(self) -> str | None: ...
+    @property
+    def experiment(self) -> str | None: ...
+    @property
+    def arm(self) -> str | None: ...
 
 
 def record_outcome(
@@ -245,10 +318,36 @@ def record_outcome(
         # Outcomes of one decision count one after the other (SQLite has a single writer).
         # NO KEY UPDATE: the outcome's foreign key already holds KEY SHARE on this row, which
         # a plain FOR UPDATE would wait on (two concurrent outcomes would deadlock).
-        fetch(session, _LOCK_SQL, (decision.id,))
+        fetch(session, LOCK_SQL, (decision.id,))
     prior = fetch(session, _PRIOR_SQL, (decision.id, outcome.id))
-    kind = outcome.outcome
-    offer_id = outcome.offer_id
+    found = fetch(session, _OFFERS_SQL, (decision.id,))
+    shown = decode_offers(found[0][0] if found else None).get(outcome.offer_id)
+    rows = outcome_rows(
+        decision,
+        kind=outcome.outcome,
+        offer_id=outcome.offer_id,
+        price=subscription.price if subscription else None,
+        prior=[(offer_id, kind) for offer_id, kind in prior],
+        estimate=expected(shown) if shown is not None else None,
+        sqlite=session.get_bind().dialect.name == "sqlite",
+    )
+    upsert_rollups(session, rows)
+
+
+def outcome_rows(
+    decision: DecisionKeys,
+    *,
+    kind: str,
+    offer_id: str,
+    price: float | None,
+    prior: Sequence[tuple[str, str]],
+    estimate: float | None,
+    sqlite: bool,
+) -> list[tuple[Any, ...]]:
+    """The rollup rows an outcome adds: what it is the first of, given the decision's earlier
+    outcomes ``prior`` (offer id, kind), the sale's ``price`` (accepted) and the ranking's
+    estimate before learning for the offer (``estimate``). Empty if it is the first of
+    nothing."""
     first_presented = kind in PRESENTED_KINDS and not any(
         o == offer_id and k in PRESENTED_KINDS for o, k in prior
     )
@@ -256,22 +355,17 @@ def record_outcome(
         o == offer_id and k == "accepted" for o, k in prior
     )
     if not (first_presented or first_accepted):
-        return
+        return []
     contact_presented = first_presented and not any(k in PRESENTED_KINDS for _, k in prior)
     contact_accepted = first_accepted and not any(k == "accepted" for _, k in prior)
-    revenue = round(subscription.price * 100) if first_accepted and subscription else 0
-    expected = 0
-    if first_presented:
-        found = fetch(session, _ESTIMATE_SQL, (decision.id, offer_id))
-        if found:
-            served, before_learning = found[0]
-            expected = round((before_learning if before_learning is not None else served) * 1e6)
-    facts = _facts(session, decision)
+    revenue = round(price * 100) if first_accepted and price is not None else 0
+    expected = round(estimate * 1e6) if first_presented and estimate is not None else 0
+    facts = _facts_for(decision, sqlite=sqlite)
     values = {**facts.dims, "offer": offer_id}
     offer_measures = (int(first_presented), int(first_accepted), revenue, expected)
     contact_measures = (0, int(contact_presented), int(contact_accepted))
     no_contacts = (0, 0, 0)  # grains with the offer dimension count offers, not contacts
-    rows = [
+    return [
         (
             *_key(facts, g, values),
             *(no_contacts if "offer" in g else contact_measures),
@@ -279,7 +373,11 @@ def record_outcome(
         )
         for g in (*PAIR_GRAINS, LEARNING_GRAIN)
     ]
-    _upsert(session, rows)
+
+
+def upsert_rollups(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Add rollup rows (of one outcome or of many: rows with the same key are summed first)."""
+    add_contacts(session, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +401,14 @@ def day_sql(dialect: str, column: str) -> str:
     if dialect == "sqlite":
         return f"date({column}, '{minutes:+d} minutes')"
     return f"CAST(({column} AT TIME ZONE 'UTC') + INTERVAL '{minutes} minutes' AS DATE)"
+
+
+def _shown_sql(dialect: str, position: int) -> str:
+    """Item ``position`` of what ``decisions.offers`` (d) holds for offer ``p.offer_id``
+    (nextbest/storage/shown.py): 2 the probability served, 3 the one before learning."""
+    if dialect == "sqlite":
+        return f"json_extract(d.offers, '$.\"' || p.offer_id || '\"[{position}]')"
+    return f"CAST(d.offers::json -> p.offer_id ->> {position} AS DOUBLE PRECISION)"
 
 
 def _rebuild_statements(dialect: str) -> list[str]:
@@ -335,13 +441,10 @@ def _rebuild_statements(dialect: str) -> list[str]:
         "UNION ALL "
         f"SELECT {day} AS day, {dims}, p.offer_id AS offer, 0, 0, 0, p.presented, p.accepted, "
         "COALESCE(CAST(ROUND(s.price * 100) AS BIGINT), 0), "
-        "CAST(ROUND(COALESCE(me.probability, dof.probability, 0) * 1000000) AS BIGINT) "
+        f"CAST(ROUND(COALESCE({_shown_sql(dialect, 3)}, {_shown_sql(dialect, 2)}, 0) "
+        "* 1000000) AS BIGINT) "
         "FROM rb_pairs p JOIN decisions d ON d.id = p.decision_id "
         "LEFT JOIN subscriptions s ON s.outcome_id = p.first_accept "
-        "LEFT JOIN decision_offers dof ON dof.decision_id = p.decision_id "
-        "AND dof.offer_id = p.offer_id "
-        "LEFT JOIN model_estimates me ON me.decision_id = p.decision_id "
-        "AND me.offer_id = p.offer_id "
         "WHERE p.presented = 1",
         "DELETE FROM report_rollups",
     ]

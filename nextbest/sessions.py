@@ -130,8 +130,8 @@ class SessionBook:
         if session_id is None:
             return None
         id_hash = _digest(session_id)
-        with self.db.read() as session:
-            rows = fetch(session, _SESSION_SQL, (id_hash,))
+        with self.db.raw_read() as reads:
+            rows = fetch(reads, _SESSION_SQL, (id_hash,))
         if not rows:
             return None
         (

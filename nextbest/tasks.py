@@ -46,7 +46,8 @@ from nextbest.storage.campaign_models import (
     TaskEvent,
 )
 from nextbest.storage.db import Database
-from nextbest.storage.models import DecisionOffer, Outcome
+from nextbest.storage.models import Decision, Outcome
+from nextbest.storage.shown import decode_offers
 from nextbest.wire import DecisionRequest, DecisionResponse, OutcomeRequest, OutcomeResponse
 
 __all__ = [
@@ -466,16 +467,14 @@ class TaskService:
                 raise NotFound(f"task {task_id} not found", field="task_id")
             campaign = session.get(Campaign, task.campaign_id)
             assert campaign is not None
-            top_offer = (
-                session.scalar(
-                    select(DecisionOffer.offer_id)
-                    .where(DecisionOffer.decision_id == task.decision_id)
-                    .order_by(DecisionOffer.rank)
-                    .limit(1)
+            shown = (
+                decode_offers(
+                    session.scalar(select(Decision.offers).where(Decision.id == task.decision_id))
                 )
                 if task.decision_id
-                else None
+                else {}
             )
+            top_offer = min(shown, key=lambda offer_id: shown[offer_id].rank, default=None)
             if (
                 task.status != "leased"
                 and task.agent_id == actor.user_id

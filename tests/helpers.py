@@ -21,7 +21,6 @@ from nextbest.settings import Settings
 from nextbest.storage.db import Database
 from nextbest.storage.models import (
     Decision,
-    DecisionOffer,
     IdempotencyRecord,
     Outcome,
     ProvisioningJob,
@@ -46,7 +45,7 @@ STORES: dict[str, str | None] = {
     "admin": None,
 }
 # Every table a decision or an outcome may write to.
-LEDGER = (Decision, DecisionOffer, Outcome, Subscription, ProvisioningJob, IdempotencyRecord)
+LEDGER = (Decision, Outcome, Subscription, ProvisioningJob, IdempotencyRecord)
 
 
 def app_settings(settings: Settings) -> Settings:

@@ -17,7 +17,8 @@ from nextbest.catalog import Catalog
 from nextbest.clock import FixedClock
 from nextbest.settings import Settings
 from nextbest.storage.db import Database
-from nextbest.storage.models import Decision, DecisionOffer
+from nextbest.storage.models import Decision
+from nextbest.storage.shown import decode_offers
 
 
 @pytest.fixture
@@ -241,15 +242,11 @@ def test_every_decision_is_stored_with_user_and_store(env: Api) -> None:
     with env.db.read() as session:
         rows = {d.id: d for d in session.scalars(select(Decision))}
         shown = {
-            d: [
-                (o.offer_id, o.rank)
-                for o in session.scalars(
-                    select(DecisionOffer)
-                    .where(DecisionOffer.decision_id == d)
-                    .order_by(DecisionOffer.rank)
-                )
-            ]
-            for d in rows
+            d: sorted(
+                ((offer_id, o.rank) for offer_id, o in decode_offers(row.offers).items()),
+                key=lambda item: item[1],
+            )
+            for d, row in rows.items()
         }
     assert set(rows) == {by_clerk["decision_id"], by_agent["decision_id"]}
     clerk_row = rows[by_clerk["decision_id"]]

@@ -16,17 +16,23 @@ from nextbest.keys import _AUTH_SQL
 from nextbest.loader import load_extract
 from nextbest.settings import Settings
 from nextbest.storage.db import Database
-from nextbest.storage.ledger import _HISTORY_AND_DND_SQL
 from nextbest.storage.models import DataVersion
 from nextbest.storage.warehouse import (
     _AFFINITY_SQL,
     _CONTACTS_SQL,
+    _CUSTOMER_AND_HISTORY_SQL,
+    _HISTORY_SQL,
     _PROFILE_SQL,
     _STATUS_SQL,
     ACTIVE_VERSION,
 )
 
 MSISDN = "13900000001"
+_HISTORY_INDEXES = {
+    "outcomes": "outcomes_by_msisdn",
+    "subscriptions": "one_live_subscription",
+    "dnd_numbers": "dnd_numbers_pkey",
+}
 
 
 def _active_version_sql(db: Database) -> str:
@@ -52,14 +58,22 @@ def _queries(db: Database, clock: FixedClock, version: int) -> list[tuple[Any, .
             {"warehouse_contacts": "warehouse_contacts_by_msisdn"},
         ),
         (
-            "outcomes, live subscriptions and the do-not-call list",
-            _HISTORY_AND_DND_SQL,
-            (MSISDN, since, MSISDN, MSISDN),
+            "a decision's read, customer not cached: warehouse rows and what happened here",
+            _CUSTOMER_AND_HISTORY_SQL,
+            (*(version, MSISDN) * 3, version, MSISDN, since, MSISDN, MSISDN),
             {
-                "outcomes": "outcomes_by_msisdn",
-                "subscriptions": "one_live_subscription",
-                "dnd_numbers": "dnd_numbers_pkey",
+                "profiles": "profiles_pkey",
+                "affinities": "affinities_pkey",
+                "warehouse_contacts": "warehouse_contacts_by_msisdn",
+                "data_versions": "data_versions_pkey",
+                **_HISTORY_INDEXES,
             },
+        ),
+        (
+            "a decision's read, customer cached: outcomes, live subscriptions, do-not-call list",
+            _HISTORY_SQL,
+            (MSISDN, since, MSISDN, MSISDN),
+            _HISTORY_INDEXES,
         ),
         ("API key", _AUTH_SQL, ("0" * 64,), {"api_keys": "api_keys_key_hash_key"}),
     ]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from nextbest.settings import Settings
 from nextbest.storage.campaign_models import DndNumber
 from nextbest.storage.db import Database
-from nextbest.storage.group_commit import GroupCommitter
+from nextbest.storage.group_commit import GroupCommitter, _Write
 
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -97,3 +97,41 @@ def test_a_write_that_breaks_the_transaction_is_not_acknowledged_and_the_next_co
     committer.stop()
     assert row_count(sqlite_db, DndNumber) == 1
     sqlite_db.dispose()
+
+
+def test_deferred_rows_are_summed_for_the_batch_and_dropped_with_a_failed_write(
+    sqlite_db: Database,
+) -> None:
+    """What writes defer (the report counts) is written once for the batch, before its
+    commit; a write rolled back to its savepoint takes its deferred rows with it."""
+    flushed: list[list[int]] = []
+
+    def flush(session: Session, rows: list[int]) -> None:
+        flushed.append(list(rows))
+
+    def write(number: str, counts: list[int], fail: bool = False) -> object:
+        def run(session: Session) -> str:
+            GroupCommitter.defer(session, flush, counts)
+            _add(number)(session)  # type: ignore[operator]
+            if fail:
+                raise ValueError("refused after deferring")
+            return number
+
+        return run
+
+    committer = GroupCommitter(sqlite_db)
+    # Outside a batch (not started): written at once, in the caller's transaction.
+    committer.run(write("13900000001", [1]))  # type: ignore[arg-type]
+    assert flushed == [[1]]
+    flushed.clear()
+    # One batch of three writes, the second of which fails after deferring its rows.
+    batch: list[_Write[object]] = [
+        _Write(write("13900000002", [2, 3])),
+        _Write(write("13900000003", [40], fail=True)),
+        _Write(write("13900000004", [5])),
+    ]
+    committer._commit(batch)
+    assert flushed == [[2, 3, 5]]  # one flush for the batch, without the failed write's rows
+    assert isinstance(batch[1].error, ValueError)
+    assert [w.result for w in (batch[0], batch[2])] == ["13900000002", "13900000004"]
+    assert row_count(sqlite_db, DndNumber) == 3

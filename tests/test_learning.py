@@ -27,7 +27,9 @@ from nextbest.policy import screen
 from nextbest.ranking import rank
 from nextbest.rollups import learning_counts
 from nextbest.storage.db import Database
-from nextbest.storage.report_models import ModelEstimate, ReportRollup
+from nextbest.storage.models import Decision
+from nextbest.storage.report_models import ReportRollup
+from nextbest.storage.shown import decode_offers
 from nextbest.storage.warehouse import WarehouseReader
 from nextbest.wire import DecisionRequest, OutcomeRequest
 
@@ -243,9 +245,11 @@ def test_decisions_learn_and_outcomes_count_the_models_own_estimate(
     assert club.reason_codes[-1] == "learned"
     assert club.reasons[-1] == "Accepted by 0% of similar customers at the counter this month"
     with db.read() as session:
-        stored = session.get(ModelEstimate, (answer.decision_id, "club_vip"))
-        assert stored is not None and stored.probability == 0.45
-        assert session.get(ModelEstimate, (answer.decision_id, "crbt_open")) is None  # unmoved
+        row = session.get(Decision, answer.decision_id)
+        assert row is not None
+        stored = decode_offers(row.offers)
+        assert (stored["club_vip"].probability, stored["club_vip"].before_learning) == (0.15, 0.45)
+        assert stored["crbt_open"].before_learning is None  # unmoved
     OutcomeService(db, reader, clock).record(
         CLERK, answer.decision_id, OutcomeRequest(offer_id="club_vip", outcome="declined")
     )

@@ -1,14 +1,16 @@
 """What the decision path's plumbing promises: cached warehouse rows out of the garbage
-collector's sight, start-up objects frozen, and PostgreSQL's session-free reads leaving no
-transaction open and no autocommit behind for the ORM sessions that share the pool."""
+collector's sight, start-up objects frozen, and the session-free reads on connections of their
+own, kept open, leaving no transaction open, refusing writes, and never reusing a broken one."""
 
 from __future__ import annotations
 
 import gc
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import psycopg
 import pytest
 from helpers import api
 from litestar.testing import TestClient
@@ -48,23 +50,55 @@ def test_the_server_freezes_what_start_up_built(
         gc.unfreeze()
 
 
-def test_raw_reads_leave_no_transaction_and_sessions_keep_theirs(db: Database) -> None:
-    db.reader.dispose()  # an empty pool: the Session below gets the raw read's connection
+# What each driver raises on a closed connection.
+_BROKEN = (sqlite3.ProgrammingError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _in_transaction(connection: object) -> bool:
+    info = getattr(connection, "info", None)
+    if info is not None and hasattr(info, "transaction_status"):  # psycopg
+        return bool(info.transaction_status.name != "IDLE")
+    return bool(connection.in_transaction)  # type: ignore[attr-defined]
+
+
+def test_raw_reads_reuse_a_connection_and_leave_no_transaction(db: Database) -> None:
     with db.raw_read() as reads:
         assert reads.fetch("SELECT 1", ()) == [(1,)]
-        raw_driver = reads.connection.driver_connection
-        if not db.is_sqlite:
-            assert raw_driver.autocommit is True
-            assert raw_driver.info.transaction_status.name == "IDLE"  # no ROLLBACK needed
-    if db.is_sqlite:
-        return
-    # The same pooled connection, now in a Session: statements run in one transaction again.
+        first = reads.connection
+        assert not _in_transaction(first)
+    with db.raw_read() as reads:
+        assert reads.connection is first  # kept open: a checkout is a pop, not a connect
+        assert reads.fetch("SELECT 2", ()) == [(2,)]
+        assert not _in_transaction(first)
+    # Not the ORM's connections: its sessions keep their transactions.
     with db.read() as session:
         driver = session.connection().connection.driver_connection
-        assert driver is raw_driver
-        assert driver.autocommit is False
+        assert driver is not first
         session.execute(text("SELECT 1"))
-        assert driver.info.transaction_status.name == "INTRANS"
+        assert _in_transaction(driver)
+
+
+def test_raw_reads_cannot_write(db: Database) -> None:
+    with (
+        pytest.raises(Exception, match=r"read-only|readonly|attempt to write"),
+        db.raw_read() as reads,
+    ):
+        reads.fetch("DELETE FROM api_keys", ())
+    # A caller's own error gives the connection back, fine for the next read.
+    with db.raw_read() as reads:
+        assert reads.fetch("SELECT 3", ()) == [(3,)]
+
+
+def test_a_connection_that_broke_mid_read_is_not_reused(db: Database) -> None:
+    with db.raw_read() as reads:
+        broken = reads.connection
+    broken.close()  # as a server restart or a cut network would leave it
+    with pytest.raises(_BROKEN), db.raw_read() as reads:
+        assert reads.connection is broken
+        reads.fetch("SELECT 1", ())
+    with db.raw_read() as reads:
+        assert reads.connection is not broken
+        assert reads.fetch("SELECT 4", ()) == [(4,)]
 
 
 @pytest.mark.parametrize("reads", ["true", "false"])

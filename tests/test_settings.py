@@ -4,11 +4,13 @@ refusal names the variable to fix."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
 
 from nextbest.api.decisions import routes
+from nextbest.api.services import Services
 from nextbest.settings import Settings, SettingsError
 
 DEFAULTS = Settings()
@@ -210,7 +212,8 @@ def test_sqlite_path(url: str, path: Path | None) -> None:
     ("url", "raw", "on_loop"),
     [
         ("sqlite:///x.db", "auto", True),
-        ("postgresql://127.0.0.1/nb", "auto", False),
+        ("postgresql://127.0.0.1/nb", "auto", True),
+        ("postgresql://127.0.0.1/nb", "false", False),
         ("postgresql://127.0.0.1/nb", "true", True),
         ("sqlite:///x.db", "false", False),
     ],
@@ -218,7 +221,13 @@ def test_sqlite_path(url: str, path: Path | None) -> None:
 def test_reads_on_loop_picks_the_decision_handler(url: str, raw: str, on_loop: bool) -> None:
     settings = Settings.from_env({"NEXTBEST_DATABASE_URL": url, "NEXTBEST_READS_ON_LOOP": raw})
     assert settings.decision_reads_on_loop() is on_loop
-    (decide,) = [r for r in routes(on_loop=on_loop) if "/v1/decisions" in r.paths]
+    # The handlers only close over the services: building them needs none.
+    services = cast(Services, None)
+    (decide,) = [
+        r
+        for r in routes(services, on_loop=on_loop, group_commit=False)
+        if "/v1/decisions" in r.paths
+    ]
     assert decide.sync_to_thread is not on_loop
 
 

@@ -7,7 +7,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -25,24 +24,18 @@ from nextbest.api import (
     tasks,
 )
 from nextbest.api import keys as key_routes
-from nextbest.api.auth import KeyAuthMiddleware
+from nextbest.api.auth import Authenticator
 from nextbest.api.errors import exception_handlers
-from nextbest.api.limits import (
-    InputRulesMiddleware,
-    close_stores,
-    rate_limit_config,
-    rate_limit_stores,
-)
+from nextbest.api.front_door import FrontDoor
+from nextbest.api.limits import limiter_for
 from nextbest.api.observability import (
-    RequestContextMiddleware,
+    HttpMetrics,
     count_results,
     log_unexpected,
-    prometheus_config,
     services_registry,
     stamp_response,
 )
 from nextbest.api.services import Services, provide_actor, provide_services
-from nextbest.api.timing import ServerTimingMiddleware
 from nextbest.clock import Clock, SystemClock
 from nextbest.provisioning import Provisioner, load_provisioner
 from nextbest.settings import Settings
@@ -62,7 +55,7 @@ def create_app(
     db = db or Database(settings)
     db.create_schema()
     services = Services(settings, db, clock, provisioner or load_provisioner(settings))
-    stores = rate_limit_stores(settings)
+    limiter = limiter_for(settings)
     openapi = OpenAPIConfig(
         title="nextbest",
         version=__version__,
@@ -92,7 +85,11 @@ def create_app(
         cors_config=cors,
         route_handlers=[
             *health.ROUTES,
-            *decisions.routes(on_loop=settings.decision_reads_on_loop()),
+            *decisions.routes(
+                services,
+                on_loop=settings.decision_reads_on_loop(),
+                group_commit=db.is_sqlite,
+            ),
             *sales.ROUTES,
             *reports.ROUTES,
             *ops.ROUTES,
@@ -109,25 +106,20 @@ def create_app(
             "services": Provide(provide_services, sync_to_thread=False),
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
-        # Outermost first. docs/security.md explains the order.
+        # One layer before every handler: request id, authentication, rate limit, input rules,
+        # roles, timing, metrics and the access line (api/front_door.py, docs/security.md).
         middleware=[
-            ServerTimingMiddleware,
-            RequestContextMiddleware,
-            *([prometheus_config().middleware] if settings.metrics_enabled else []),
-            # Litestar's own error-to-response middleware (not public API; stable across 2.x):
-            # errors raised by the middleware below it (401, 403 CSRF, 429, 415) become
-            # responses the request-id and metrics middleware above see. Otherwise they meet
-            # only the outermost handler, and are counted as 200s with no request id.
-            DefineMiddleware(ExceptionHandlerMiddleware, debug=None),
             DefineMiddleware(
-                KeyAuthMiddleware,
-                db=db,
-                clock=clock,
-                sessions=services.sessions,
-                on_loop=settings.decision_reads_on_loop(),
+                FrontDoor,
+                authenticator=Authenticator(
+                    db,
+                    clock,
+                    sessions=services.sessions,
+                    on_loop=settings.decision_reads_on_loop(),
+                ),
+                limiter=limiter,
+                metrics=HttpMetrics() if settings.metrics_enabled else None,
             ),
-            *([limit.middleware] if (limit := rate_limit_config(settings)) else []),
-            InputRulesMiddleware,
         ],
         before_send=[stamp_response],
         after_request=count_results,
@@ -135,7 +127,6 @@ def create_app(
         # Logging is configured for the process (nextbest/logs.py, by `nextbest serve`); an app
         # must not replace the root logger's handlers when it is built.
         logging_config=None,
-        stores=stores,
         exception_handlers=exception_handlers,
         template_config=pages.template_config(),
         openapi_config=openapi if settings.docs_enabled else None,
@@ -152,7 +143,7 @@ def create_app(
             services.stop_worker,
             services.stop_learning,
             services.stop_housekeeping,
-            close_stores(stores),
+            *([limiter.close] if limiter else []),
             db.dispose,
         ],
         debug=False,

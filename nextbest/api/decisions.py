@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from nextbest.api.auth import requires
-from nextbest.api.services import EVERYONE, FRONT_LINE, ActorDep, ServicesDep
+from nextbest.api.services import EVERYONE, FRONT_LINE, Services, ServicesDep
+from nextbest.keys import Actor
+from nextbest.outcomes import Recorded
 from nextbest.wire import (
     DecisionRequest,
     DecisionResponse,
@@ -20,67 +22,92 @@ from nextbest.wire import (
 __all__ = ["ROUTES", "routes"]
 
 
-def _create_decision(
-    data: JSONBody[DecisionRequest], services: ServicesDep, actor: ActorDep
-) -> DecisionResponse:
-    """The clerk or agent is the key's user; the decision is stored before it is returned."""
-    return services.decisions.decide(actor, data)
+# The two hot handlers are built per app around its services, and take the caller from the
+# request (the front door put it there): Litestar resolves a dependency per request through a
+# signature model of its own, ~17 us each (docs/performance.md), which these skip.
+def _decision_handler(services: Services, *, sync_to_thread: bool) -> Any:
+    def create_decision(
+        data: JSONBody[DecisionRequest], request: Request[Actor, Any, Any]
+    ) -> DecisionResponse:
+        """The clerk or agent is the key's user; the decision is stored before it is
+        returned."""
+        return services.decisions.decide(request.user, data)
 
-
-# On the event loop or in a worker thread (NEXTBEST_READS_ON_LOOP, settings.py). On SQLite a
-# decision is about a millisecond of CPU (reads from the page cache, the impression handed to
-# a writer thread): on the loop, since the thread pool's GIL hand-overs cost more than the
-# work (measured: p50 16 ms at half load in threads). On PostgreSQL the loop waits for three
-# round trips per decision: on the same host that is less than the threads' hand-overs
-# (1M, 460/s: p99 6 ms on the loop, 20-28 ms in threads); on a slower link, threads overlap
-# the waits. ``routes`` picks one.
-def _decision_route(*, sync_to_thread: bool) -> Any:
+    # On the event loop or in a worker thread (NEXTBEST_READS_ON_LOOP, settings.py). On SQLite
+    # a decision's reads come from the page cache: on the loop, since the thread pool's GIL
+    # hand-overs cost more than the work (measured: p50 16 ms at half load in threads). On
+    # PostgreSQL the loop waits for the round trips: on the same host that is less than the
+    # threads' hand-overs (1M, 460/s: p99 6 ms on the loop, 20-28 ms in threads); on a slower
+    # link, threads overlap the waits.
     return post(
         "/v1/decisions",
         summary="Rank the offers this customer may be pitched now",
         tags=["decisions"],
-        guards=[requires(*FRONT_LINE)],
+        # A look-up: counted against the key's rate limit (api/limits.py).
+        opt={**requires(*FRONT_LINE), "lookup": True},
         sync_to_thread=sync_to_thread,
         status_code=200,
         operation_id="CreateDecision",
-    )(_create_decision)
+    )(create_decision)
 
 
-create_decision_on_loop = _decision_route(sync_to_thread=False)
-create_decision_in_thread = _decision_route(sync_to_thread=True)
+def _outcome_handler(services: Services, *, group_commit: bool) -> Any:
+    """``group_commit`` (SQLite): the handler waits for the batch's commit on the event loop;
+    otherwise (PostgreSQL: a transaction of its own, round trips) in a worker thread."""
+
+    def answer(recorded: Recorded) -> Response[OutcomeResponse]:
+        headers = {"Idempotent-Replayed": "true"} if recorded.replayed else {}
+        return Response(recorded.response, status_code=recorded.status_code, headers=headers)
+
+    route = post(
+        "/v1/decisions/{decision_id:str}/outcomes",
+        summary="Record what the customer said to one offer",
+        tags=["decisions"],
+        opt=requires(*FRONT_LINE),
+        sync_to_thread=None if group_commit else True,
+    )
+    if group_commit:
+
+        async def create_outcome(
+            decision_id: FromPath[str],
+            data: JSONBody[OutcomeRequest],
+            request: Request[Actor, Any, Any],
+            idempotency_key: IdempotencyKey = None,
+        ) -> Response[OutcomeResponse]:
+            recorded = await services.outcomes.record_async(
+                request.user, decision_id, data, idempotency_key
+            )
+            return answer(recorded)
+
+        return route(create_outcome)
+
+    def create_outcome_in_thread(
+        decision_id: FromPath[str],
+        data: JSONBody[OutcomeRequest],
+        request: Request[Actor, Any, Any],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[OutcomeResponse]:
+        return answer(services.outcomes.record(request.user, decision_id, data, idempotency_key))
+
+    create_outcome_in_thread.__name__ = "create_outcome"  # the same OpenAPI operation either way
+    return route(create_outcome_in_thread)
 
 
-@post(
-    "/v1/decisions/{decision_id:str}/outcomes",
-    summary="Record what the customer said to one offer",
-    tags=["decisions"],
-    guards=[requires(*FRONT_LINE)],
-    sync_to_thread=True,
-)
-def create_outcome(
-    decision_id: FromPath[str],
-    data: JSONBody[OutcomeRequest],
-    services: ServicesDep,
-    actor: ActorDep,
-    idempotency_key: Annotated[
-        str | None,
-        HeaderParameter(
-            name="Idempotency-Key",
-            required=False,
-            description="Retries with the same key return the first answer, writing nothing",
-        ),
-    ] = None,
-) -> Response[OutcomeResponse]:
-    recorded = services.outcomes.record(actor, decision_id, data, idempotency_key)
-    headers = {"Idempotent-Replayed": "true"} if recorded.replayed else {}
-    return Response(recorded.response, status_code=recorded.status_code, headers=headers)
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        description="Retries with the same key return the first answer, writing nothing",
+    ),
+]
 
 
 @get(
     "/v1/subscriptions/{subscription_id:int}",
     summary="A sale and its provisioning status",
     tags=["decisions"],
-    guards=[requires(*EVERYONE)],
+    opt=requires(*EVERYONE),
     sync_to_thread=True,
 )
 def get_subscription(subscription_id: FromPath[int], services: ServicesDep) -> SubscriptionOut:
@@ -91,7 +118,7 @@ def get_subscription(subscription_id: FromPath[int], services: ServicesDep) -> S
     "/v1/subscriptions/{subscription_id:int}/retry",
     summary="Deliver a failed sale to provisioning again",
     tags=["decisions"],
-    guards=[requires("admin")],
+    opt=requires("admin"),
     sync_to_thread=True,
     status_code=202,
 )
@@ -99,9 +126,14 @@ def retry_subscription(subscription_id: FromPath[int], services: ServicesDep) ->
     return services.outcomes.retry(subscription_id)
 
 
-ROUTES = [create_outcome, get_subscription, retry_subscription]
+ROUTES = [get_subscription, retry_subscription]
 
 
-def routes(*, on_loop: bool) -> list[Any]:
-    """The front line's endpoints, with the decision handler on the loop or in threads."""
-    return [create_decision_on_loop if on_loop else create_decision_in_thread, *ROUTES]
+def routes(services: Services, *, on_loop: bool, group_commit: bool) -> list[Any]:
+    """The front line's endpoints: the decision handler on the loop or in threads, the outcome
+    handler on the loop with group commit (SQLite) or in threads."""
+    return [
+        _decision_handler(services, sync_to_thread=not on_loop),
+        _outcome_handler(services, group_commit=group_commit),
+        *ROUTES,
+    ]

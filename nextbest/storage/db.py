@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +22,26 @@ from sqlalchemy.pool import NullPool
 from nextbest.settings import Settings
 from nextbest.storage import tables
 from nextbest.storage.models import Base
-from nextbest.storage.raw import RawReader
+from nextbest.storage.raw import RawReader, ReadPool
 
 __all__ = ["Database"]
+
+# Every SQLite connection of a process: wait for a busy database rather than fail, a page
+# cache of 64 MB, and the file memory-mapped (reads without a copy into the page cache).
+_CONNECTION_PRAGMAS = (
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA cache_size=-65536",
+    "PRAGMA mmap_size=1073741824",
+)
+# Impressions: committed without waiting for the disk, the WAL left to the checkpointer.
+_FAST_WRITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA wal_autocheckpoint=0",
+)
+# ``raw_read``'s connections only read: SQLite refuses a write on them.
+_READ_PRAGMAS = (*_CONNECTION_PRAGMAS, "PRAGMA query_only=ON")
 
 
 class Database:
@@ -38,7 +56,12 @@ class Database:
             self.writer = self._sqlite_engine(settings, immediate=True)
             # Impressions (decisions served) need not wait for an fsync: WAL keeps them
             # through a process crash; the next durable commit syncs them too.
-            self.fast_writer = self._sqlite_engine(settings, immediate=True, synchronous="NORMAL")
+            # Its commits leave the WAL to the checkpointer (``checkpoint``): an automatic
+            # checkpoint would fsync inside the commit, and the batches are committed on the
+            # event loop (nextbest/impressions.py).
+            self.fast_writer = self._sqlite_engine(
+                settings, immediate=True, synchronous="NORMAL", checkpoint=False
+            )
         else:
             url = self.url
             if url.startswith("postgresql://"):
@@ -60,15 +83,74 @@ class Database:
             self.writer = self.reader
             self.fast_writer = self.reader
         sqlite_path = settings.sqlite_path() if self.is_sqlite else None
+        self._raw = self._read_pool(settings)
         self._lock_path = f"{sqlite_path}.writelock" if sqlite_path is not None else None
         self._thread_lock = threading.Lock()
+        self._lock_file: tuple[int, int] | None = None  # (process id, descriptor)
+        self._raw_write_connection: sqlite3.Connection | None = None
         self._read = sessionmaker(self.reader, expire_on_commit=False)
         self._write = sessionmaker(self.writer, expire_on_commit=False)
         self._fast_write = sessionmaker(self.fast_writer, expire_on_commit=False)
 
+    def _read_pool(self, settings: Settings) -> ReadPool:
+        """Connections for ``raw_read``: SQLite files opened read-only for queries (the same
+        pragmas as the engine's), PostgreSQL in autocommit; anything else (an in-memory
+        SQLite database) borrows the engine's connections."""
+        limit = settings.db_pool_size + settings.db_max_overflow
+        timeout = settings.db_pool_timeout_seconds
+        path = settings.sqlite_path()
+        if self.is_sqlite and path is not None:
+
+            def connect_sqlite() -> sqlite3.Connection:
+                connection = sqlite3.connect(
+                    path, timeout=30, isolation_level=None, check_same_thread=False
+                )
+                for pragma in _READ_PRAGMAS:
+                    connection.execute(pragma)
+                return connection
+
+            return ReadPool(
+                connect_sqlite,
+                sqlite=True,
+                keep=settings.db_pool_size,
+                limit=None,  # a local file: no server's connections to spare
+                timeout=timeout,
+                broken=(sqlite3.OperationalError, sqlite3.InterfaceError, sqlite3.ProgrammingError),
+            )
+        if not self.is_sqlite:
+            import psycopg
+
+            conninfo = "postgresql://" + self.url.split("://", 1)[1]
+
+            def connect_pg() -> psycopg.Connection[tuple[object, ...]]:
+                return psycopg.connect(
+                    conninfo,
+                    autocommit=True,
+                    application_name="nextbest",
+                    # Only reads: the server refuses a write on these connections.
+                    options="-c default_transaction_read_only=on",
+                )
+
+            return ReadPool(
+                connect_pg,
+                sqlite=False,
+                keep=settings.db_pool_size,
+                limit=limit,
+                timeout=timeout,
+                broken=(psycopg.OperationalError, psycopg.InterfaceError),
+                ping=settings.db_pre_ping,
+            )
+        return ReadPool(
+            self.reader.raw_connection, sqlite=True, keep=0, limit=None, timeout=timeout
+        )
+
     @staticmethod
     def _sqlite_engine(
-        settings: Settings, *, immediate: bool, synchronous: str | None = None
+        settings: Settings,
+        *,
+        immediate: bool,
+        synchronous: str | None = None,
+        checkpoint: bool = True,
     ) -> Engine:
         engine = (
             create_engine(
@@ -92,9 +174,10 @@ class Database:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA cache_size=-65536")
-            cursor.execute("PRAGMA mmap_size=1073741824")
+            for pragma in _CONNECTION_PRAGMAS:
+                cursor.execute(pragma)
+            if not checkpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
@@ -128,28 +211,11 @@ class Database:
 
     @contextmanager
     def raw_read(self) -> Iterator[RawReader]:
-        """Reads on a pooled connection without a Session (see ``RawReader``)."""
-        connection = self.reader.raw_connection()
-        if self.is_sqlite:  # reads run outside a transaction already (isolation_level None)
-            try:
-                yield RawReader(connection, sqlite=True)
-            finally:
-                connection.close()  # back to the pool
-            return
-        # PostgreSQL: in autocommit each read is its own statement, so returning the connection
-        # needs no ROLLBACK round trip (a third of a cached decision's round trips). Setting
-        # the flag is client-side; it is cleared before the pool hands the connection to a
-        # Session, which needs real transactions.
-        driver = connection.driver_connection
-        try:
-            driver.autocommit = True  # type: ignore[union-attr]
-            yield RawReader(connection, sqlite=False)
-        finally:
-            try:
-                driver.autocommit = False  # type: ignore[union-attr]
-            except Exception:  # the connection broke mid-read: the pool must not keep it
-                connection.invalidate()
-            connection.close()
+        """Reads on a connection of their own pool, without a Session (see ``RawReader`` and
+        ``ReadPool``). Each statement runs in autocommit: SQLite outside any transaction,
+        PostgreSQL with no ROLLBACK round trip when the connection goes back."""
+        with self._raw.reader() as reader:
+            yield reader
 
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[Session]:
@@ -160,8 +226,62 @@ class Database:
         disk (SQLite synchronous=NORMAL in WAL mode, PostgreSQL synchronous_commit=off).
         Anything a person was told was recorded (an outcome) is written durably.
         """
+        with self.write_lock(), self._transaction(durable) as session:
+            yield session
+
+    @contextmanager
+    def try_write(self, *, durable: bool = True) -> Iterator[Session | None]:
+        """``write``, or None at once if another writer holds SQLite's write lock (a caller
+        on the event loop must not wait for it: it tries again a moment later)."""
+        if not self._try_write_lock():
+            yield None
+            return
+        try:
+            with self._transaction(durable) as session:
+                yield session
+        finally:
+            self._write_unlock()
+
+    @contextmanager
+    def try_raw_write(self) -> Iterator[sqlite3.Cursor | None]:
+        """SQLite: ``try_write(durable=False)`` on a DB-API cursor of this process's own
+        connection, without an ORM session (whose begin and commit cost more than a small
+        batch of inserts). None at once if another writer holds the lock."""
+        assert self.is_sqlite, "SQLite only"
+        if not self._try_write_lock():
+            yield None
+            return
+        try:
+            connection = self._raw_writer()
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                if connection.in_transaction:
+                    connection.rollback()
+                raise
+            cursor.execute("COMMIT")
+        finally:
+            self._write_unlock()
+
+    def _raw_writer(self) -> sqlite3.Connection:
+        connection = self._raw_write_connection
+        if connection is None:
+            path = self.sqlite_file()
+            assert path is not None
+            connection = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            for pragma in (*_CONNECTION_PRAGMAS, *_FAST_WRITE_PRAGMAS):
+                connection.execute(pragma)
+            self._raw_write_connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self, durable: bool) -> Iterator[Session]:
         factory = self._write if durable else self._fast_write
-        with self.write_lock(), factory() as session, session.begin():
+        with factory() as session, session.begin():
             if not durable and not self.is_sqlite:
                 session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield session
@@ -180,14 +300,64 @@ class Database:
             yield
             return
         with self._thread_lock:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._lock_fd(), fcntl.LOCK_EX)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
-                os.close(fd)  # closing releases the flock
+                fcntl.flock(self._lock_fd(), fcntl.LOCK_UN)
+
+    def _try_write_lock(self) -> bool:
+        if self._lock_path is None:
+            return True
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        try:
+            fcntl.flock(self._lock_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
+        return True
+
+    def _write_unlock(self) -> None:
+        if self._lock_path is not None:
+            fcntl.flock(self._lock_fd(), fcntl.LOCK_UN)
+            self._thread_lock.release()
+
+    def _lock_fd(self) -> int:
+        """The lock file, opened once per process (under the thread lock): an flock belongs to
+        the open file, so every writer of this process shares it, queued by the thread lock.
+        Reopened in a forked child, which must not share its parent's."""
+        pid = os.getpid()
+        if self._lock_file is None or self._lock_file[0] != pid:
+            assert self._lock_path is not None
+            self._lock_file = (pid, os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644))
+        return self._lock_file[1]
+
+    def checkpoint(self, min_wal_bytes: int = 0) -> bool:
+        """SQLite: copy the WAL back into the database file (PASSIVE: never waits for readers
+        or writers) if it has grown past ``min_wal_bytes``; True if one ran. The writers of
+        impressions leave this to a thread (``Checkpointer``)."""
+        path = self.sqlite_file()
+        if path is None:
+            return False
+        try:
+            size = os.path.getsize(f"{path}-wal")
+        except OSError:
+            return False
+        if size <= min_wal_bytes:
+            return False
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+        return True
 
     def dispose(self) -> None:
+        self._raw.dispose()
+        if self._raw_write_connection is not None:
+            self._raw_write_connection.close()
+            self._raw_write_connection = None
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()

@@ -12,8 +12,8 @@ the error: nothing is acknowledged that is not on disk.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -24,17 +24,19 @@ from nextbest.storage.queue_thread import QueueThread
 __all__ = ["GroupCommitter"]
 
 T = TypeVar("T")
+R = TypeVar("R")
+_DEFERRED = "nextbest.group_commit.deferred"
 
 # Writes per transaction at most: a long batch would hold the lock (and the answers) longer.
 MAX_BATCH = 64
 
 
 class _Write(Generic[T]):
-    __slots__ = ("done", "error", "fn", "result")
+    __slots__ = ("error", "fn", "future", "result")
 
     def __init__(self, fn: Callable[[Session], T]) -> None:
         self.fn = fn
-        self.done = threading.Event()
+        self.future: Future[T] = Future()
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -54,6 +56,11 @@ class GroupCommitter(QueueThread):
 
     def run(self, fn: Callable[[Session], T]) -> T:
         """``fn(session)`` committed durably; its result, or its exception re-raised."""
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+        """``fn(session)`` queued for the next batch: its result (or exception) once the batch
+        is committed. Not started: written now, in the caller's own transaction."""
         write: _Write[T] = _Write(fn)
         with self._cond:
             queued = self._accepting()
@@ -61,12 +68,12 @@ class GroupCommitter(QueueThread):
                 self._queue.append(write)
                 self._cond.notify()
         if not queued:
-            with self.db.write() as session:
-                return fn(session)
-        write.done.wait()
-        if write.error is not None:
-            raise write.error
-        return write.result  # type: ignore[return-value]
+            try:
+                with self.db.write() as session:
+                    write.future.set_result(fn(session))
+            except BaseException as exc:
+                write.future.set_exception(exc)
+        return write.future
 
     def _run(self) -> None:
         while True:
@@ -78,15 +85,35 @@ class GroupCommitter(QueueThread):
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             self._commit(batch)
 
+    @staticmethod
+    def defer(session: Session, flush: Callable[[Session, list[R]], None], rows: list[R]) -> None:
+        """Rows the writes of one batch may combine before the commit (counters: a batch of
+        outcomes adds to each rollup row once). ``flush(session, rows)`` writes them: for the
+        whole batch just before its commit, or at once outside a batch."""
+        deferred: dict[Any, list[Any]] | None = session.info.get(_DEFERRED)
+        if deferred is None:
+            flush(session, rows)
+        else:
+            deferred.setdefault(flush, []).extend(rows)
+
     def _commit(self, batch: list[_Write[Any]]) -> None:
         try:
             with self.db.write() as session:
+                deferred: dict[Any, list[Any]] = {}
+                session.info[_DEFERRED] = deferred
                 for write in batch:
+                    kept = {flush: len(rows) for flush, rows in deferred.items()}
                     try:
                         with session.begin_nested():
                             write.result = write.fn(session)
                     except Exception as exc:  # this write only: rolled back to its savepoint
                         write.error = exc
+                        for flush, rows in deferred.items():  # and so are its deferred rows
+                            del rows[kept.get(flush, 0) :]
+                del session.info[_DEFERRED]
+                for flush, rows in deferred.items():
+                    if rows:
+                        flush(session, rows)
         except Exception as exc:  # the commit failed: no write of the batch stands
             for write in batch:
                 if write.error is None:
@@ -94,5 +121,8 @@ class GroupCommitter(QueueThread):
                     write.result = None
         self.batches += 1
         self.writes += len(batch)
-        for write in batch:
-            write.done.set()
+        for write in batch:  # answered only now, the batch on disk (or failed)
+            if write.error is not None:
+                write.future.set_exception(write.error)
+            else:
+                write.future.set_result(write.result)

@@ -29,7 +29,6 @@ __all__ = [
     "Base",
     "DataVersion",
     "Decision",
-    "DecisionOffer",
     "IdempotencyRecord",
     "Outcome",
     "ProfileRow",
@@ -147,7 +146,8 @@ class WarehouseContact(Base):
 
 
 class Decision(Base):
-    """What was shown to whom, by whom, from which data: the impression outcomes join to."""
+    """What was shown to whom, by whom, from which data: the impression outcomes join to, and
+    the look-up trail's row (who looked up which number, with which key)."""
 
     __tablename__ = "decisions"
 
@@ -172,23 +172,20 @@ class Decision(Base):
     # None when no experiment runs (catalog [experiment]). See nextbest/experiments.py.
     experiment: Mapped[str | None] = mapped_column(String(40), nullable=True)
     arm: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The offers shown, as JSON: {offer id: [rank, score, probability served, probability
+    # before learning moved it or null]} (storage/shown.py). In the row rather than a row per
+    # offer: one insert per decision (docs/performance.md).
+    offers: Mapped[str] = mapped_column(Text, default="{}")
+    # The look-up trail: the key (and the team it was bound to) that looked the number up.
+    # Cleared when the trail's retention ends (nextbest/lookups.py); the decision stays.
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    team_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
     __table_args__ = (
         Index("decisions_by_msisdn", "msisdn", "created_at"),
         Index("decisions_by_time", "created_at"),
+        Index("decisions_by_user", "user_id", "created_at"),
     )
-
-
-class DecisionOffer(Base):
-    __tablename__ = "decision_offers"
-
-    decision_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
-    )
-    offer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    rank: Mapped[int] = mapped_column(Integer)
-    score: Mapped[float] = mapped_column(Float)
-    probability: Mapped[float] = mapped_column(Float)
 
 
 class Outcome(Base):

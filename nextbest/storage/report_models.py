@@ -1,5 +1,4 @@
-"""Tables of the reports and the learning loop: pre-aggregated counts, and the ranking's
-estimate before learning moved it.
+"""Tables of the reports and the learning loop: pre-aggregated counts.
 
 ``report_rollups`` is written in the same transaction as the decision or outcome it counts
 (nextbest/rollups.py), so a report is a sum over a few thousand rows instead of a scan of the
@@ -11,13 +10,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, event, inspect, text
+from sqlalchemy import BigInteger, Date, Integer, String, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nextbest.storage.models import Base, Decision
 
-__all__ = ["ModelEstimate", "ReportRollup", "add_missing_decision_columns"]
+__all__ = ["ReportRollup", "add_missing_decision_columns"]
 
 
 class ReportRollup(Base):
@@ -55,24 +54,8 @@ class ReportRollup(Base):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
 
-class ModelEstimate(Base):
-    """The ranking's acceptance estimate for an offer shown, before learning adjusted it.
-
-    Written only where learning moved the estimate (elsewhere decision_offers.probability is
-    the same number); the learning loop compares acceptances with these expectations.
-    """
-
-    __tablename__ = "model_estimates"
-
-    decision_id: Mapped[str] = mapped_column(
-        String(32), ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
-    )
-    offer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    probability: Mapped[float] = mapped_column(Float)
-
-
 # Columns added to `decisions` after its first release: nullable, so old rows stay valid.
-_ADDED_DECISION_COLUMNS = ("experiment", "arm")
+_ADDED_DECISION_COLUMNS = ("experiment", "arm", "offers", "key_id", "team_id")
 
 
 def add_missing_decision_columns(connection: Connection) -> list[str]:
@@ -90,6 +73,8 @@ def add_missing_decision_columns(connection: Connection) -> list[str]:
             continue
         column = Decision.__table__.columns[name]
         kind = column.type.compile(dialect=connection.dialect)
+        if not column.nullable:  # a value for the rows already there
+            kind += f" NOT NULL DEFAULT '{column.default.arg}'"
         connection.execute(text(f"ALTER TABLE decisions ADD COLUMN {name} {kind}"))
         added.append(name)
     return added

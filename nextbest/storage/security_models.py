@@ -1,8 +1,7 @@
-"""Tables of the security trail: who looked up which number, and the widget pages' sessions.
+"""Tables of security: the widget pages' sessions, and columns added to the keys.
 
-``lookups`` is written in the same transaction as the decision it records, so there is no
-decision without its trail; ``nextbest purge`` (and the in-process worker, once a day) drops
-rows older than ``NEXTBEST_LOOKUP_RETENTION_DAYS``.
+The look-up trail (who looked up which number) is the decision row itself
+(``decisions.key_id``, nextbest/lookups.py): there is no decision without its trail.
 """
 
 from __future__ import annotations
@@ -10,39 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, event, inspect, text
+from sqlalchemy import ForeignKey, Index, Integer, String, event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nextbest.storage.models import ApiKey, Base, BigId, UtcDateTime
+from nextbest.storage.models import ApiKey, Base, UtcDateTime
 
-__all__ = ["Lookup", "WebSession", "add_missing_key_columns"]
-
-
-class Lookup(Base):
-    """One look-up of a subscriber: who (key, user, role, store, team), when, which number,
-    from which channel (and campaign), and the decision it produced."""
-
-    __tablename__ = "lookups"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime())
-    msisdn: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16))
-    decision_id: Mapped[str] = mapped_column(String(32))
-    known: Mapped[bool] = mapped_column(Boolean)
-    key_id: Mapped[int] = mapped_column(Integer)
-    user_id: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))
-    store_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    team_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    campaign_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-
-    __table_args__ = (
-        Index("lookups_by_time", "at"),
-        Index("lookups_by_msisdn", "msisdn", "at"),
-        Index("lookups_by_user", "user_id", "at"),
-    )
+__all__ = ["WebSession", "add_missing_key_columns"]
 
 
 class WebSession(Base):

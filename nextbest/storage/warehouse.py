@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ __all__ = [
     "ACTIVE_VERSION",
     "ActiveVersion",
     "CustomerData",
+    "LiveHistory",
     "NoDataLoaded",
     "VersionRetired",
     "WarehouseReader",
@@ -67,6 +68,40 @@ _CONTACTS_SQL = (
     "SELECT channel, kind, at, offer_id FROM warehouse_contacts WHERE version_id = ? AND msisdn = ?"
 )
 _STATUS_SQL = "SELECT status FROM data_versions WHERE id = ?"
+
+# Everything a decision reads, in one statement: one snapshot (the version's status vouches
+# for its rows, read at the same instant) and one round trip on PostgreSQL. Each part is a row
+# kind (the first column) in twelve columns: kind, nine texts, a number, a timestamp.
+_T9 = ", NULL" * 9
+# PostgreSQL types a UNION's untyped NULLs pairwise, left to right: a NULL column in the first
+# two parts would be text by the time the contacts' timestamps come (SQLite ignores the cast).
+_NO_TIME = "CAST(NULL AS TIMESTAMP WITH TIME ZONE)"
+_PART_PROFILE = (
+    "SELECT 0, segment, brand, region, store_id, handset, subscriptions, lifecycle, "
+    f"channel_pref, flags, arpu, {_NO_TIME} FROM profiles WHERE version_id = ? AND msisdn = ?"
+)
+_PART_AFFINITY = (
+    f"SELECT 1, offer_id{', NULL' * 8}, score, NULL FROM affinities "
+    "WHERE version_id = ? AND msisdn = ?"
+)
+_PART_CONTACT = (
+    f"SELECT 2, channel, kind, offer_id{', NULL' * 6}, NULL, at FROM warehouse_contacts "
+    "WHERE version_id = ? AND msisdn = ?"
+)
+_PART_STATUS = f"SELECT 3, status{', NULL' * 8}, NULL, NULL FROM data_versions WHERE id = ?"
+_PART_OUTCOME = (
+    f"SELECT 4, channel, outcome, offer_id{', NULL' * 6}, NULL, created_at FROM outcomes "
+    "WHERE msisdn = ? AND created_at >= ?"
+)
+_PART_HELD = (
+    f"SELECT 4, channel, 'accepted', offer_id{', NULL' * 6}, NULL, created_at "
+    "FROM subscriptions WHERE msisdn = ? AND status IN ('pending', 'active')"
+)
+_PART_DND = f"SELECT 5{_T9}, NULL, NULL FROM dnd_numbers WHERE msisdn = ?"
+_HISTORY_SQL = " UNION ALL ".join((_PART_OUTCOME, _PART_HELD, _PART_DND))
+_CUSTOMER_AND_HISTORY_SQL = " UNION ALL ".join(
+    (_PART_PROFILE, _PART_AFFINITY, _PART_CONTACT, _PART_STATUS, _HISTORY_SQL)
+)
 # Written out, not bound: SQLite uses the partial index one_active_version only for a literal
 # 'active' (tests/test_explain.py).
 ACTIVE_VERSION = text("data_versions.status = 'active'")
@@ -107,6 +142,35 @@ def profile_from_row(row: ProfileRow) -> Profile:
     )
 
 
+class LiveHistory(msgspec.Struct, frozen=True):
+    """What happened here to one number: outcomes since a time, live subscriptions (as
+    ``accepted``), and whether it is on the do-not-call list."""
+
+    events: list[ContactEvent]
+    on_dnd_list: bool
+
+
+def _bound(since: datetime, *, sqlite: bool) -> object:
+    # Compare as SQLite stores UtcDateTime: naive UTC text.
+    return since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else since
+
+
+def _history(rows: list[tuple[Any, ...]]) -> LiveHistory:
+    events: list[ContactEvent] = []
+    on_list = False
+    for row in rows:
+        kind = row[0]
+        if kind == 4:
+            events.append(
+                ContactEvent(
+                    channel=row[1], kind=row[2], at=utc(row[11]), offer_id=row[3], source="nextbest"
+                )
+            )
+        elif kind == 5:
+            on_list = True
+    return LiveHistory(events, on_list)
+
+
 class WarehouseReader:
     def __init__(self, db: Database, *, cache_size: int, version_check_seconds: float) -> None:
         self.db = db
@@ -143,6 +207,62 @@ class WarehouseReader:
             self._active = ActiveVersion(version_id, catalog, activated_at)
             self._checked_at = now
             return self._active
+
+    def customer_and_history(
+        self, version_id: int, msisdn: str, since: datetime, reads: RawReader
+    ) -> tuple[CustomerData, LiveHistory]:
+        """The customer's warehouse data (cached per version) and what happened here since
+        ``since`` (never cached), in one statement: the decision path's only read."""
+        key = (version_id, msisdn)
+        bound = _bound(since, sqlite=reads.sqlite)
+        cached = self._customers.get(key)
+        if cached is not None:
+            self.hits += 1
+            return cached, _history(reads.fetch(_HISTORY_SQL, (msisdn, bound, msisdn, msisdn)))
+        self.misses += 1
+        v, m = version_id, msisdn
+        # profile, affinities, contacts, status; outcomes, subscriptions, do-not-call list
+        rows = reads.fetch(_CUSTOMER_AND_HISTORY_SQL, (v, m, v, m, v, m, v, m, bound, m, m))
+        profile: Profile | None = None
+        affinities: dict[str, float] = {}
+        contacts: list[ContactEvent] = []
+        status = None
+        for row in rows:
+            kind = row[0]
+            if kind == 1:
+                affinities[row[1]] = row[10]
+            elif kind == 0:
+                profile = Profile(
+                    msisdn=msisdn,
+                    segment=row[1],
+                    brand=row[2],
+                    region=row[3],
+                    store_id=row[4],
+                    arpu=row[10],
+                    handset=_split(row[5]),
+                    subscriptions=_split(row[6]),
+                    lifecycle=dict(pair.split(":", 1) for pair in _split(row[7])),
+                    channel_pref=_split(row[8]),
+                    flags=_split(row[9]),
+                )
+            elif kind == 2:
+                contacts.append(
+                    ContactEvent(channel=row[1], kind=row[2], at=utc(row[11]), offer_id=row[3])
+                )
+            elif kind == 3:
+                status = row[1]
+        if status != "active":
+            self._retired(version_id)
+        data = CustomerData(profile, affinities, tuple(contacts))
+        with self._lock:
+            self._customers[key] = data
+        return data, _history(rows)
+
+    def _retired(self, version_id: int) -> None:
+        with self._lock:
+            if self._active is not None and self._active.id == version_id:
+                self._active = None
+        raise VersionRetired(f"data version {version_id} is no longer active")
 
     def customer(
         self, version_id: int, msisdn: str, reads: RawReader | None = None

@@ -39,6 +39,7 @@ from nextbest.rollups import rebuild, record_decision, record_outcome, report_da
 from nextbest.settings import Settings  # noqa: E402
 from nextbest.storage.db import Database  # noqa: E402
 from nextbest.storage.models import Decision, Outcome, Subscription  # noqa: E402
+from nextbest.storage.shown import ShownOffer, encode_offers  # noqa: E402
 from nextbest.synth import DEMO_CATALOG  # noqa: E402
 
 VAR = Path(os.environ.get("NEXTBEST_BENCH_DIR", ROOT / "var" / "bench"))
@@ -87,7 +88,7 @@ def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
 def history(
     outcomes: int, days: int, people: People, chunk: int = 50_000
 ) -> Iterator[tuple[list[tuple[Any, ...]], ...]]:
-    """Chunks of (decisions, decision_offers, outcomes, subscriptions, audit_flags) rows."""
+    """Chunks of (decisions, outcomes, subscriptions, audit_flags) rows."""
     rng = people.rng
     decisions_total = outcomes // 2
     start = END - timedelta(days=days)
@@ -96,7 +97,6 @@ def history(
     sale_id = 0
     for first in range(0, decisions_total, chunk):
         d_rows: list[tuple[Any, ...]] = []
-        do_rows: list[tuple[Any, ...]] = []
         o_rows: list[tuple[Any, ...]] = []
         s_rows: list[tuple[Any, ...]] = []
         f_rows: list[tuple[Any, ...]] = []
@@ -111,12 +111,10 @@ def history(
             segment = rng.choice(SEGMENTS)
             campaign = rng.choice(people.campaigns) if channel == "outbound" else None
             arm = "control" if rng.random() < 0.1 else "model"
-            d_rows.append(
-                (decision_id, at, msisdn, channel, user, store, segment, campaign, "bench", arm)
-            )
+            shown: dict[str, ShownOffer] = {}
             for rank, offer in enumerate(rng.sample(OFFERS, 2), start=1):
                 p = round(rng.uniform(0.02, 0.6), 6)
-                do_rows.append((decision_id, offer, rank, p * 10, p))
+                shown[offer] = ShownOffer(rank, p * 10, p)
                 outcome_id += 1
                 kind = _weighted(rng, KINDS)
                 o_at = at + timedelta(seconds=30)
@@ -138,13 +136,15 @@ def history(
                     )  # fmt: skip
                     if rng.random() < 0.02:
                         f_rows.append((sale_id, rng.choice(FLAGS), "bench", o_at))
-        yield d_rows, do_rows, o_rows, s_rows, f_rows
+            offers = encode_offers(shown)
+            who = (user, store, segment, campaign)
+            d_rows.append((decision_id, at, msisdn, channel, *who, "bench", arm, offers))
+        yield d_rows, o_rows, s_rows, f_rows
 
 
 _COLUMNS = {
     "decisions": "id, created_at, msisdn, channel, user_id, store_id, segment, campaign_id, "
-    "experiment, arm, role, known, catalog_hash, events, customer_flags",
-    "decision_offers": "decision_id, offer_id, rank, score, probability",
+    "experiment, arm, role, known, catalog_hash, events, customer_flags, offers",
     "outcomes": "id, decision_id, offer_id, msisdn, channel, outcome, user_id, store_id, "
     "created_at",
     "subscriptions": "id, msisdn, offer_id, service, price, decision_id, outcome_id, user_id, "
@@ -155,7 +155,7 @@ _COLUMNS = {
 
 def _decision_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     role = "clerk" if row[3] == "store" else "agent"
-    return (*row, role, True, "bench", "", "")
+    return (*row[:-1], role, True, "bench", "", "", row[-1])
 
 
 def _sqlite_time(value: Any) -> Any:
