@@ -3,9 +3,10 @@
 Every decision stores what was served (its row, with the offers shown and the look-up trail's
 key, and the report counts). Written in its own request, that is a write transaction per
 decision, and on SQLite every one of them queues on the single writer: under load the queue,
-not the work, sets the pace. Here requests hand their rows to one thread per process, which writes
-whatever has gathered every ``impression_batch_ms`` in one transaction, summing the report
-counts of the batch first (a batch of a hundred decisions touches each rollup row once).
+not the work, sets the pace. Here requests hand their rows to one writer per process (the
+event loop itself on SQLite, a thread elsewhere: ``ImpressionWriter``), which writes whatever
+has gathered every ``impression_batch_ms`` in one transaction, summing the report counts of
+the batch first (a batch of a hundred decisions touches each rollup row once).
 
 What this trades: a decision's rows reach the database a few milliseconds after its answer,
 and a process killed in that window loses those impressions (never an outcome: outcomes are

@@ -34,11 +34,11 @@ def _decision_handler(services: Services, *, sync_to_thread: bool) -> Any:
         return services.decisions.decide(request.user, data)
 
     # On the event loop or in a worker thread (NEXTBEST_READS_ON_LOOP, settings.py). On SQLite
-    # a decision's reads come from the page cache: on the loop, since the thread pool's GIL
+    # a decision's read comes from the OS page cache: on the loop, since the thread pool's GIL
     # hand-overs cost more than the work (measured: p50 16 ms at half load in threads). On
-    # PostgreSQL the loop waits for the round trips: on the same host that is less than the
-    # threads' hand-overs (1M, 460/s: p99 6 ms on the loop, 20-28 ms in threads); on a slower
-    # link, threads overlap the waits.
+    # PostgreSQL the loop waits for its round trips: on the same host that is less than the
+    # threads' hand-overs (1M at half load: p99 21 ms on the loop, 68 ms in threads); on a
+    # slower link, threads overlap the waits.
     return post(
         "/v1/decisions",
         summary="Rank the offers this customer may be pitched now",
