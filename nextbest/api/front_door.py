@@ -92,7 +92,8 @@ class FrontDoor:
                 lookup=bool(opt.get("lookup")),
                 metered=path != "/metrics",
             )
-            self._rules[id(handler)] = rules
+            if handler is not None:  # without a handler the path decides: not cached
+                self._rules[id(handler)] = rules
         return rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
