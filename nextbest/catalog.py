@@ -144,6 +144,10 @@ class ChannelPolicy(_Strict, frozen=True, kw_only=True):
     counts_channels: tuple[str, ...] = ()
 
 
+# The rules of a channel a policy does not list (one object: read on every decision).
+_ANY_CHANNEL = ChannelPolicy()
+
+
 class Policy(_Strict, frozen=True, kw_only=True):
     decline_cooldown_days: int = 30
     cancel_block_days: int = 90
@@ -152,7 +156,8 @@ class Policy(_Strict, frozen=True, kw_only=True):
     channels: dict[str, ChannelPolicy] = {}
 
     def for_channel(self, channel: str) -> ChannelPolicy:
-        return self.channels.get(channel, ChannelPolicy())
+        found = self.channels.get(channel)
+        return _ANY_CHANNEL if found is None else found
 
 
 class Audit(_Strict, frozen=True, kw_only=True):

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from nextbest.catalog import Catalog, ChannelPolicy
+from nextbest.catalog import Catalog
 from nextbest.experiments import Assignment, baseline_offers
 from nextbest.learning import LearnedTable
 from nextbest.pitch import render_script
@@ -21,9 +21,6 @@ from nextbest.records import ContactEvent, Profile
 from nextbest.wire import ScriptOut
 
 __all__ = ["Proposal", "Proposed", "propose"]
-
-# The rules of a channel the catalog's policy does not list.
-_ANY_CHANNEL = ChannelPolicy()
 
 
 class Proposed(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,8 +53,7 @@ def propose(
     """``learned``: what outcomes taught (None: the warehouse's estimates alone);
     ``assignment``: the customer's control-group arm (None: no experiment runs)."""
     screening = screen(catalog, profile, history, channel, now)
-    rules = catalog.policy.channels.get(channel)  # Policy.for_channel, without a default built
-    max_offers = (_ANY_CHANNEL if rules is None else rules).max_offers
+    max_offers = catalog.policy.for_channel(channel).max_offers
     cap = max_offers if limit is None else min(limit, max_offers)
     if assignment is not None and assignment.arm == "control":
         # The control group: the baseline's offers instead of the ranked ones (experiments.py),

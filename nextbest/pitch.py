@@ -46,10 +46,7 @@ def render_script(
     events: Sequence[str],
     lang: str,
 ) -> ScriptOut:
-    last = _LAST
-    form = last[1]
-    if last[0] is not catalog or form is None:
-        form = _form_of(catalog)
+    form = catalog.derived("scripts", _Form)
     if type(msisdn) is not str:
         return _render_afresh(catalog, offer, profile, msisdn, channel, events, lang)
     key = (id(offer), channel, profile.segment if profile else None, lang)
@@ -266,18 +263,6 @@ class _Form:
             self.chosen.clear()
         seen = self.chosen[key] = (found,)
         return seen
-
-
-# The last catalog seen and its form: Catalog.derived, without the lookup, for the one catalog
-# a process serves at a time (a tuple, so a thread reads a consistent pair).
-_LAST: tuple[Catalog | None, _Form | None] = (None, None)
-
-
-def _form_of(catalog: Catalog) -> _Form:
-    global _LAST
-    form = catalog.derived("scripts", _Form)
-    _LAST = (catalog, form)
-    return form
 
 
 class _Call:

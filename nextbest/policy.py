@@ -116,10 +116,7 @@ def screen(
     channel: str,
     now: datetime,
 ) -> Screening:
-    last = _LAST
-    form = last[1]
-    if last[0] is not catalog or form is None:
-        form = _form_of(catalog)
+    form = catalog.derived("policy", _Form)
     if history:
         state = contact_state(catalog, profile, history)
     else:  # most customers: nothing to fold but what they hold
@@ -536,15 +533,3 @@ def _recent_refusal(
             ),
         )
     return None
-
-
-# The last catalog seen and its form: Catalog.derived, without the lookup, for the one catalog
-# a process serves at a time (a tuple, so a thread reads a consistent pair).
-_LAST: tuple[Catalog | None, _Form | None] = (None, None)
-
-
-def _form_of(catalog: Catalog) -> _Form:
-    global _LAST
-    form = catalog.derived("policy", _Form)
-    _LAST = (catalog, form)
-    return form

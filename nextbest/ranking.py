@@ -71,10 +71,7 @@ def rank(
     """``learned``: what outcomes recorded here taught (nextbest/learning.py), applied to each
     estimate; ``min_probability`` overrides the catalog's floor (the control group's random
     baseline shows any eligible offer)."""
-    last = _LAST
-    form = last[1]
-    if last[0] is not catalog or form is None:
-        form = _form_of(catalog)
+    form = catalog.derived("ranking", _Form)
     floor = form.floor if min_probability is None else min_probability
     live = set(events) if events else None
     # What depends on the customer and channel alone, once for all offers.
@@ -548,15 +545,3 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any, limit: int = _MEMO_LIM
     if len(memo) >= limit:
         memo.clear()
     memo[key] = value
-
-
-# The last catalog seen and its form: Catalog.derived, without the lookup, for the one catalog
-# a process serves at a time (a tuple, so a thread reads a consistent pair).
-_LAST: tuple[Catalog | None, _Form | None] = (None, None)
-
-
-def _form_of(catalog: Catalog) -> _Form:
-    global _LAST
-    form = catalog.derived("ranking", _Form)
-    _LAST = (catalog, form)
-    return form
