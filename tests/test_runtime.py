@@ -5,6 +5,7 @@ own, kept open, leaving no transaction open, refusing writes, and never reusing 
 from __future__ import annotations
 
 import gc
+import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import text
 from nextbest.api.app import create_app
 from nextbest.api.asgi import app_from_env
 from nextbest.clock import FixedClock
+from nextbest.decisions import new_decision_id
 from nextbest.records import ContactEvent, Profile
 from nextbest.settings import Settings
 from nextbest.storage.db import Database
@@ -121,3 +123,22 @@ def test_decisions_and_outcomes_with_reads_on_the_loop_or_in_threads(
             headers={"Authorization": "Bearer nb_clerk_unknown"},
         )
         assert refused.status_code == 401
+
+
+def test_decision_ids_are_ordered_and_a_forked_child_draws_its_own_random_part() -> None:
+    now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    first, second = new_decision_id(now), new_decision_id(now)
+    assert len(first) == 32 and first < second  # one instant: the sequence keeps the order
+    assert first[:12] == f"{int(now.timestamp() * 1000):012x}"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out at once (no pytest teardown here)
+        os.write(write_end, new_decision_id(now).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    parent = new_decision_id(now)
+    # The buffered random bytes were not inherited: the two ids differ in their random part.
+    assert len(child) == 32 and child[16:] != parent[16:]
