@@ -15,9 +15,8 @@ from nextbest.keys import create_key
 from nextbest.loader import load_extract
 from nextbest.settings import Settings
 from nextbest.storage.db import Database
-from nextbest.storage.ledger import live_history
 from nextbest.storage.models import DataVersion
-from nextbest.storage.warehouse import WarehouseReader
+from nextbest.storage.warehouse import WarehouseReader, live_history
 
 __all__ = ["EXAMPLES", "prepare_demo"]
 
@@ -83,8 +82,9 @@ def prepare_demo(settings: Settings, directory: Path, *, size: int, seed: int, f
     for msisdn, channel, what in EXAMPLES:
         data = reader.customer(version.id, msisdn)
         with db.read() as session:
-            history = list(data.contacts) + live_history(
-                session, msisdn, now - version.catalog.history_window()
+            history = (
+                list(data.contacts)
+                + live_history(session, msisdn, now - version.catalog.history_window()).events
             )
         proposal = propose(
             version.catalog,

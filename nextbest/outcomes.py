@@ -27,7 +27,6 @@ from nextbest.policy import screen
 from nextbest.rollups import LOCK_SQL, outcome_rows, upsert_rollups
 from nextbest.storage.db import Database
 from nextbest.storage.group_commit import GroupCommitter
-from nextbest.storage.ledger import live_history
 from nextbest.storage.models import (
     Decision,
     IdempotencyRecord,
@@ -37,7 +36,13 @@ from nextbest.storage.models import (
 )
 from nextbest.storage.raw import fetch, insert_returning_id, insert_rows, is_sqlite, utc
 from nextbest.storage.shown import ShownOffer, decode_offers, expected
-from nextbest.storage.warehouse import CustomerData, NoDataLoaded, VersionRetired, WarehouseReader
+from nextbest.storage.warehouse import (
+    CustomerData,
+    NoDataLoaded,
+    VersionRetired,
+    WarehouseReader,
+    live_history,
+)
 from nextbest.wire import OutcomeRequest, OutcomeResponse, SubscriptionOut
 
 __all__ = ["OutcomeService", "Recorded"]
@@ -605,7 +610,7 @@ def _no_longer_eligible(
     # click must replay the first answer, not be told the offer is held).
     history += [
         event
-        for event in live_history(session, decision.msisdn, now - catalog.history_window())
+        for event in live_history(session, decision.msisdn, now - catalog.history_window()).events
         if not (event.kind == "accepted" and event.offer_id == offer_id)
     ]
     screening = screen(catalog, customer.profile, history, decision.channel, now)

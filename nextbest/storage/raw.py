@@ -22,6 +22,7 @@ __all__ = [
     "RawReader",
     "ReadPool",
     "Reads",
+    "as_stored",
     "fetch",
     "insert_returning_id",
     "insert_rows",
@@ -218,7 +219,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     sqlite = is_sqlite(session)
     columns = tuple(rows[0])
     sql = _insert_sql(table.name, columns, sqlite=sqlite)
-    values = [tuple(_value(row[c], sqlite) for c in columns) for row in rows]
+    values = [tuple(as_stored(row[c], sqlite=sqlite) for c in columns) for row in rows]
     connection = session.connection().connection
     cursor = connection.cursor()
     try:
@@ -237,7 +238,7 @@ def insert_returning_id(session: Session, table: Table, row: dict[str, Any]) -> 
     sql = _insert_sql(table.name, columns, sqlite=sqlite) + " RETURNING id"
     connection = session.connection().connection
     cursor = connection.cursor()
-    values = tuple(_value(row[c], sqlite) for c in columns)
+    values = tuple(as_stored(row[c], sqlite=sqlite) for c in columns)
     try:
         try:
             cursor.execute(sql, values)
@@ -269,7 +270,9 @@ def _insert_sql(table: str, columns: tuple[str, ...], *, sqlite: bool) -> str:
     return sql
 
 
-def _value(value: Any, sqlite: bool) -> Any:
+def as_stored(value: Any, *, sqlite: bool) -> Any:
+    """A value as the ORM stores it, to bind in plain SQL: on SQLite an aware datetime becomes
+    naive UTC text (UtcDateTime), which is also how to compare against one."""
     if sqlite and isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the database; use aware UTC datetimes")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -19,7 +19,7 @@ from nextbest.catalog import Catalog, parse_catalog
 from nextbest.records import ContactEvent, Profile
 from nextbest.storage.db import Database
 from nextbest.storage.models import DataVersion, ProfileRow
-from nextbest.storage.raw import RawReader, utc
+from nextbest.storage.raw import RawReader, Reads, as_stored, fetch, is_sqlite, utc
 
 __all__ = [
     "ACTIVE_VERSION",
@@ -29,6 +29,7 @@ __all__ = [
     "NoDataLoaded",
     "VersionRetired",
     "WarehouseReader",
+    "live_history",
 ]
 
 
@@ -150,9 +151,12 @@ class LiveHistory(msgspec.Struct, frozen=True):
     on_dnd_list: bool
 
 
-def _bound(since: datetime, *, sqlite: bool) -> object:
-    # Compare as SQLite stores UtcDateTime: naive UTC text.
-    return since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else since
+def live_history(reads: Reads, msisdn: str, since: datetime) -> LiveHistory:
+    """What happened here to ``msisdn``: outcomes recorded since ``since``, every live
+    subscription (held for good), the do-not-call list; in a session's transaction or on a
+    ``RawReader``."""
+    bound = as_stored(since, sqlite=is_sqlite(reads))
+    return _history(fetch(reads, _HISTORY_SQL, (msisdn, bound, msisdn, msisdn)))
 
 
 def _history(rows: list[tuple[Any, ...]]) -> LiveHistory:
@@ -214,13 +218,12 @@ class WarehouseReader:
         """The customer's warehouse data (cached per version) and what happened here since
         ``since`` (never cached), in one statement: the decision path's only read."""
         key = (version_id, msisdn)
-        bound = _bound(since, sqlite=reads.sqlite)
         cached = self._customers.get(key)
         if cached is not None:
             self.hits += 1
-            return cached, _history(reads.fetch(_HISTORY_SQL, (msisdn, bound, msisdn, msisdn)))
+            return cached, live_history(reads, msisdn, since)
         self.misses += 1
-        v, m = version_id, msisdn
+        v, m, bound = version_id, msisdn, as_stored(since, sqlite=reads.sqlite)
         # profile, affinities, contacts, status; outcomes, subscriptions, do-not-call list
         rows = reads.fetch(_CUSTOMER_AND_HISTORY_SQL, (v, m, v, m, v, m, v, m, bound, m, m))
         profile: Profile | None = None
@@ -232,19 +235,8 @@ class WarehouseReader:
             if kind == 1:
                 affinities[row[1]] = row[10]
             elif kind == 0:
-                profile = Profile(
-                    msisdn=msisdn,
-                    segment=row[1],
-                    brand=row[2],
-                    region=row[3],
-                    store_id=row[4],
-                    arpu=row[10],
-                    handset=_split(row[5]),
-                    subscriptions=_split(row[6]),
-                    lifecycle=dict(pair.split(":", 1) for pair in _split(row[7])),
-                    channel_pref=_split(row[8]),
-                    flags=_split(row[9]),
-                )
+                # In _PROFILE_SQL's order (arpu sits in the parts' number column).
+                profile = profile_from_values((msisdn, *row[1:5], row[10], *row[5:10]))
             elif kind == 2:
                 contacts.append(
                     ContactEvent(channel=row[1], kind=row[2], at=utc(row[11]), offer_id=row[3])
