@@ -23,7 +23,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -33,7 +32,7 @@ from nextbest.rollups import ContactKey, contact_key, contact_rows_for, merged, 
 from nextbest.storage.db import Database
 from nextbest.storage.models import Decision
 from nextbest.storage.queue_thread import QueueThread
-from nextbest.storage.raw import insert_values
+from nextbest.storage.raw import as_stored, insert_values
 
 __all__ = ["DECISION_COLUMNS", "Impression", "ImpressionWriter", "write_impressions"]
 
@@ -99,11 +98,6 @@ def _contact_key(decision: tuple[Any, ...], *, sqlite: bool) -> ContactKey:
     )
 
 
-def _stamp(at: datetime) -> str:
-    """How SQLite stores UtcDateTime: naive UTC text."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def write_impressions(session: Session, batch: Sequence[Impression]) -> None:
     """Insert a batch of impressions in the caller's transaction."""
     cursor = session.connection().connection.cursor()
@@ -122,7 +116,7 @@ def write_rows(cursor: Any, batch: Sequence[Impression], *, sqlite: bool) -> Non
     for impression in batch:
         row = impression.decision
         counts[_contact_key(row, sqlite=sqlite)] += 1
-        rows.append((row[_ID], _stamp(row[_AT]), *row[2:]) if sqlite else row)
+        rows.append((row[_ID], as_stored(row[_AT], sqlite=True), *row[2:]) if sqlite else row)
     insert_values(cursor, _INSERT_DECISION, rows, sqlite=sqlite)
     upsert_with(
         cursor,
