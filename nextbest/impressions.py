@@ -32,7 +32,7 @@ from nextbest.rollups import ContactKey, contact_key, contact_rows_for, merged, 
 from nextbest.storage.db import Database
 from nextbest.storage.models import Decision
 from nextbest.storage.queue_thread import QueueThread
-from nextbest.storage.raw import as_stored, insert_values
+from nextbest.storage.raw import as_stored, insert_values, pg_array_types
 
 __all__ = ["DECISION_COLUMNS", "Impression", "ImpressionWriter", "write_impressions"]
 
@@ -73,6 +73,7 @@ _ID, _AT, _USER, _STORE, _CHANNEL, _SEGMENT = 0, 1, 4, 6, 3, 8
 _CAMPAIGN, _EXPERIMENT, _ARM = 14, 15, 16
 
 _INSERT_DECISION = f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)})"
+_DECISION_TYPES = pg_array_types(Decision.__table__, DECISION_COLUMNS)  # type: ignore[arg-type]
 
 
 class Impression(msgspec.Struct, frozen=True, gc=False):
@@ -117,7 +118,7 @@ def write_rows(cursor: Any, batch: Sequence[Impression], *, sqlite: bool) -> Non
         row = impression.decision
         counts[_contact_key(row, sqlite=sqlite)] += 1
         rows.append((row[_ID], as_stored(row[_AT], sqlite=True), *row[2:]) if sqlite else row)
-    insert_values(cursor, _INSERT_DECISION, rows, sqlite=sqlite)
+    insert_values(cursor, _INSERT_DECISION, rows, sqlite=sqlite, pg_types=_DECISION_TYPES)
     upsert_with(
         cursor,
         merged(row for key, n in counts.items() for row in contact_rows_for(key, n)),

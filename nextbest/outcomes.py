@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import time
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import select
@@ -24,7 +25,7 @@ from nextbest.errors import BadInput, Conflict, NotFound, Unavailable, Unprocess
 from nextbest.impressions import ImpressionWriter
 from nextbest.keys import Actor
 from nextbest.policy import screen
-from nextbest.rollups import LOCK_SQL, outcome_rows, upsert_rollups
+from nextbest.rollups import outcome_rows, upsert_rollups
 from nextbest.storage.db import Database
 from nextbest.storage.group_commit import GroupCommitter
 from nextbest.storage.models import (
@@ -68,16 +69,27 @@ class ShownDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _DECISION_COLUMNS = tuple(f.name for f in msgspec.structs.fields(ShownDecision))
-# Everything an outcome reads, in one statement (plain SQL: the ORM's get and objects cost more
-# than the reads): the decision with the offers it showed (kind 0), and its earlier outcomes
-# (1) in the decision's columns (PostgreSQL wants one type per column: texts where it has
-# texts).
+# Everything an outcome reads, in one statement for all the decisions of a batch (plain SQL:
+# the ORM's get and objects cost more than the reads): each decision with the offers it showed
+# (kind 0), and its earlier outcomes (1) in the decision's columns (PostgreSQL wants one type
+# per column: texts where it has texts). The ids come as one array (PostgreSQL) or one JSON
+# list (SQLite), so the statement's text is the same for any number of them.
 _NULLS = ", NULL" * (len(_DECISION_COLUMNS) - 3)
-_OUTCOME_READ_SQL = (
-    f"SELECT 0, {', '.join(_DECISION_COLUMNS)}, offers FROM decisions WHERE id = ? UNION ALL "
-    f"SELECT 1, offer_id, NULL, outcome{_NULLS}, NULL FROM outcomes WHERE decision_id = ?"
+_READ_PARTS = (
+    f"SELECT 0, id, {', '.join(_DECISION_COLUMNS)}, offers FROM decisions WHERE id {{ids}} "
+    f"UNION ALL SELECT 1, decision_id, offer_id, NULL, outcome{_NULLS}, NULL FROM outcomes "
+    "WHERE decision_id {ids}"
 )
-_EXISTS_SQL = "SELECT 1 FROM decisions WHERE id = ?"
+_READ_SQLITE = _READ_PARTS.format(ids="IN (SELECT value FROM json_each(?))")
+_READ_PG = _READ_PARTS.format(ids="= ANY(?)")
+# Outcomes of one decision are counted one after the other (rollups.py; SQLite has a single
+# writer), and a batch locks its decisions in one order (no deadlock between batches). NO KEY
+# UPDATE: an outcome's foreign key holds KEY SHARE on the row, which a plain FOR UPDATE would
+# wait on (two would deadlock). A statement of its own, before the read: a read in the same
+# statement would see the database as it was before waiting for a lock.
+_LOCK_PG = "SELECT id FROM decisions WHERE id = ANY(?) ORDER BY id FOR NO KEY UPDATE"
+# session.info of a batch: the rows read for each of its decisions, taken by its first write.
+_BATCH_READS = "nextbest.outcomes.reads"
 _IDEMPOTENCY_SQL = (
     "SELECT request_hash, status_code, body FROM idempotency WHERE user_id = ? AND key = ?"
 )
@@ -102,12 +114,37 @@ class _Read(msgspec.Struct, frozen=True):
     prior: list[tuple[str, str]]  # the decision's outcomes so far: (offer id, kind)
 
 
+def _read_rows(session: Session, decision_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """The read (and on PostgreSQL the lock) of these decisions: their rows by decision id."""
+    ids = sorted(set(decision_ids))
+    found: dict[str, list[tuple[Any, ...]]] = {i: [] for i in ids}
+    if is_sqlite(session):
+        listed = _encode(ids).decode()
+        rows = fetch(session, _READ_SQLITE, (listed, listed))
+    else:
+        fetch(session, _LOCK_PG, (ids,))
+        rows = fetch(session, _READ_PG, (ids, ids))
+    for row in rows:
+        found[row[1]].append(row)
+    return found
+
+
+def _read_batch(session: Session, decision_ids: list[str]) -> None:
+    """The prelude of a batch of outcomes (group_commit.py): one read for all of them."""
+    session.info[_BATCH_READS] = _read_rows(session, decision_ids)
+
+
 def _read(session: Session, decision_id: str, offer_id: str) -> _Read:
-    rows = fetch(session, _OUTCOME_READ_SQL, (decision_id, decision_id))
+    batch: dict[str, list[tuple[Any, ...]]] | None = session.info.get(_BATCH_READS)
+    # The batch's read serves the first write of each decision; a second one reads again,
+    # after the first one's outcome (or its rollback).
+    rows = batch.pop(decision_id, None) if batch is not None else None
+    if rows is None:
+        rows = _read_rows(session, [decision_id])[decision_id]
     decision: ShownDecision | None = None
     shown: ShownOffer | None = None
     prior: list[tuple[str, str]] = []
-    for kind, *values in rows:
+    for kind, _id, *values in rows:
         if kind == 0:
             fields = dict(zip(_DECISION_COLUMNS, values[:-1], strict=True))
             fields["created_at"] = utc(fields["created_at"])
@@ -196,7 +233,7 @@ class OutcomeService:
         conflicts = 0
         while True:
             try:
-                return self.committer.run(write.run)
+                return self.committer.run(write.run, write.decision_id, _read_batch)
             except IntegrityError:
                 # Concurrent writers on PostgreSQL may race to the unique indexes; the loser
                 # retries and then finds the winner's rows.
@@ -216,22 +253,36 @@ class OutcomeService:
         request: OutcomeRequest,
         idempotency_key: str | None = None,
     ) -> Recorded:
-        """``record`` for a caller on the event loop with SQLite's group commit running: the
-        outcome joins the batch being committed without holding a thread while it waits, so
-        every outcome in flight shares one commit (with a worker thread each, a batch was as
-        small as the thread pool: six, docs/performance.md). The reads it makes first are
-        local (SQLite)."""
+        """``record`` for a caller on the event loop with group commit running: the outcome
+        joins the batch being committed without holding a thread while it waits, so every
+        outcome in flight shares one commit (with a worker thread each, a batch was as small
+        as the thread pool: six, docs/performance.md). A sale's read of the customer comes
+        first: on the loop from SQLite's local file, in a thread from PostgreSQL."""
         write = self._prepare(actor, decision_id, request, idempotency_key)
-        while self._decision_missing(write):
-            await asyncio.sleep(0.01)
-        write.customer = self._customer_of(write)
-        for attempt in range(3):
+        await self._customer_async(write)
+        conflicts = 0
+        while True:
             try:
-                return await asyncio.wrap_future(self.committer.submit(write.run))
+                return await asyncio.wrap_future(
+                    self.committer.submit(write.run, write.decision_id, _read_batch)
+                )
             except IntegrityError:
-                if attempt == 2:
+                conflicts += 1
+                if conflicts == 3:
                     raise
-        raise AssertionError("unreachable")
+            except NotFound as exc:
+                if exc.field != "decision_id" or not self._still_waiting(write):
+                    raise
+                await asyncio.sleep(0.01)
+                await self._customer_async(write)
+
+    async def _customer_async(self, write: _Pending) -> None:
+        if write.request.outcome != "accepted":
+            return
+        if self.db.is_sqlite:
+            write.customer = self._customer_of(write)
+        else:
+            write.customer = await asyncio.to_thread(self._customer_of, write)
 
     def _prepare(
         self,
@@ -265,19 +316,6 @@ class OutcomeService:
             writer.flush()
             write.wait_until = time.monotonic() + 0.2 + 4 * writer.interval
         return write
-
-    def _decision_missing(self, write: _Pending) -> bool:
-        """True while the decision is not stored yet and it is still worth waiting for."""
-        if write.wait_until is None:
-            return False
-        with self.db.raw_read() as reads:
-            if fetch(reads, _EXISTS_SQL, (write.decision_id,)):
-                write.wait_until = None
-                return False
-        if time.monotonic() >= write.wait_until:
-            write.wait_until = None
-            return False
-        return True
 
     def _still_waiting(self, write: _Pending) -> bool:
         """True while a decision not stored yet is still worth waiting for."""
@@ -330,11 +368,6 @@ class OutcomeService:
                         field="Idempotency-Key",
                     )
                 return Recorded(status_code, _decode(bytes(body)), replayed=True)
-        if not sqlite:
-            # Outcomes of one decision are counted one after the other (rollups.py; SQLite
-            # has a single writer). NO KEY UPDATE: an outcome's foreign key holds KEY SHARE
-            # on the row, which a plain FOR UPDATE would wait on (two would deadlock).
-            fetch(session, LOCK_SQL, (decision_id,))
         read = _read(session, decision_id, request.offer_id)
         decision = read.decision
         if decision is None:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from nextbest.learning import CellCounts, CellKey
 from nextbest.storage.db import Database
 from nextbest.storage.models import Decision, Outcome, Subscription
-from nextbest.storage.raw import fetch, insert_values
+from nextbest.storage.raw import fetch, insert_values, pg_array_types
 from nextbest.storage.report_models import ReportRollup
 from nextbest.storage.shown import decode_offers, expected
 
@@ -106,6 +106,7 @@ MEASURES = (
 )
 _KEY_COLUMNS = ("grain", "day", "k1", "k2", "k3", "experiment", "arm", "shard")
 _UPSERT_HEAD = f"INSERT INTO report_rollups ({', '.join(_KEY_COLUMNS + MEASURES)})"
+_UPSERT_TYPES = pg_array_types(ReportRollup.__table__, _KEY_COLUMNS + MEASURES)  # type: ignore[arg-type]
 _UPSERT_TAIL = f"ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET " + ", ".join(
     f"{m} = report_rollups.{m} + excluded.{m}" for m in MEASURES
 )
@@ -235,7 +236,7 @@ def upsert_with(cursor: Any, rows: list[tuple[Any, ...]], *, sqlite: bool) -> No
     rows.sort()
     if not sqlite:
         rows = [(r[0], date.fromisoformat(r[1]), *r[2:]) for r in rows]
-    insert_values(cursor, _UPSERT_HEAD, rows, _UPSERT_TAIL, sqlite=sqlite)
+    insert_values(cursor, _UPSERT_HEAD, rows, _UPSERT_TAIL, sqlite=sqlite, pg_types=_UPSERT_TYPES)
 
 
 def record_decision(session: Session, decision: Decision) -> None:

@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # trips of a slow link to PostgreSQL at the cost of a thread hand-over per read (measured
     # on one host: p99 21 ms on the loop, 68 ms in threads at half load, docs/performance.md).
     reads_on_loop: str = "auto"
+    # Outcomes of concurrent requests committed together, one transaction per batch
+    # (nextbest/storage/group_commit.py): "auto" (= "true"), or "false" for a transaction per
+    # outcome in a worker thread.
+    group_commit: str = "auto"
     # A load keeps the data version it retires readable this long (decisions in flight on
     # other nodes may still read it), then drops its rows.
     version_grace_seconds: float = 300.0
@@ -160,6 +164,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}DB_POOL_TIMEOUT_SECONDS: must be positive")
         if self.reads_on_loop not in ("auto", "true", "false"):
             raise SettingsError(f"{PREFIX}READS_ON_LOOP: expected auto, true or false")
+        if self.group_commit not in ("auto", "true", "false"):
+            raise SettingsError(f"{PREFIX}GROUP_COMMIT: expected auto, true or false")
         if not 0 <= self.impression_batch_ms <= 1000:
             raise SettingsError(f"{PREFIX}IMPRESSION_BATCH_MS: expected 0 (off) to 1000")
         if self.learning_refresh_seconds < 0:
@@ -174,6 +180,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def decision_reads_on_loop(self) -> bool:
         """``reads_on_loop`` resolved (see the setting): ``auto`` is on the loop."""
         return self.reads_on_loop != "false"
+
+    def group_commit_on(self) -> bool:
+        """``group_commit`` resolved (see the setting): ``auto`` is on."""
+        return self.group_commit != "false"
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]

@@ -1,21 +1,34 @@
-"""SQLite group commit: many threads' writes commit together, each write's failure stays its
-own (rolled back to its savepoint, raised in its thread), and nothing is answered before the
-commit."""
+"""Group commit: many threads' writes commit together, each write's failure stays its own
+(rolled back to its savepoint, raised in its thread), and nothing is answered before the
+commit; a batch runs its writes in one order and reads for all of them once, so outcomes from
+two nodes at once neither deadlock nor miscount (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from conftest import STANDARD_AFFINITY, STANDARD_CONTACTS, STANDARD_PROFILES, write_extract
 from helpers import row_count
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nextbest.clock import SystemClock
+from nextbest.decisions import DecisionService
+from nextbest.keys import Actor
+from nextbest.loader import load_extract
+from nextbest.outcomes import OutcomeService
+from nextbest.rollups import rebuild
 from nextbest.settings import Settings
 from nextbest.storage.campaign_models import DndNumber
 from nextbest.storage.db import Database
 from nextbest.storage.group_commit import GroupCommitter, _Write
+from nextbest.storage.models import Outcome
+from nextbest.storage.warehouse import WarehouseReader
+from nextbest.wire import DecisionRequest, OutcomeRequest
 
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -37,9 +50,9 @@ def sqlite_db(sqlite_settings: Settings) -> Database:
 
 
 def test_forty_threads_commit_in_fewer_transactions_and_failures_stay_their_own(
-    sqlite_db: Database,
+    db: Database,
 ) -> None:
-    committer = GroupCommitter(sqlite_db)
+    committer = GroupCommitter(db)
     committer.start()
     results: dict[int, object] = {}
     barrier = threading.Barrier(40)
@@ -60,13 +73,12 @@ def test_forty_threads_commit_in_fewer_transactions_and_failures_stay_their_own(
         t.join()
     committer.stop()
     failed = [i for i, r in results.items() if isinstance(r, IntegrityError)]
-    stored = row_count(sqlite_db, DndNumber)
+    stored = row_count(db, DndNumber)
     assert len(results) == 40
     assert len(failed) == 8  # one of each duplicated pair
     assert stored == 32 == 40 - len(failed)
     assert committer.writes == 40
     assert committer.batches < 40  # writes waiting together were committed together
-    sqlite_db.dispose()
 
 
 def test_not_started_it_writes_in_the_callers_transaction(sqlite_db: Database) -> None:
@@ -135,3 +147,112 @@ def test_deferred_rows_are_summed_for_the_batch_and_dropped_with_a_failed_write(
     assert isinstance(batch[1].error, ValueError)
     assert [w.result for w in (batch[0], batch[2])] == ["13900000002", "13900000004"]
     assert row_count(sqlite_db, DndNumber) == 3
+
+
+def test_a_batch_runs_one_prelude_for_all_its_writes_first(sqlite_db: Database) -> None:
+    committer = GroupCommitter(sqlite_db)
+    committer.start()
+    ran: list[str] = []
+    preludes: list[list[str]] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(session: Session) -> None:
+        holding.set()
+        release.wait(10)
+
+    def note(key: str) -> object:
+        def write(session: Session) -> str:
+            ran.append(key)
+            return key
+
+        return write
+
+    def prelude(session: Session, keys: list[str]) -> None:
+        ran.append("prelude")
+        preludes.append(list(keys))
+
+    first = committer.submit(hold)
+    assert holding.wait(10)
+    # Queued while the first batch is being written: together, the next batch.
+    futures = [committer.submit(note(k), k, prelude) for k in ("d3", "d1", "d2", "d1")]  # type: ignore[arg-type]
+    release.set()
+    first.result(10)
+    assert [f.result(10) for f in futures] == ["d3", "d1", "d2", "d1"]
+    committer.stop()
+    assert ran == ["prelude", "d3", "d1", "d2", "d1"]
+    assert preludes == [["d3", "d1", "d2", "d1"]]
+
+
+ANA = Actor(key_id=1, user_id="ana", role="clerk", store_id="NJ-0001")
+
+
+def test_outcomes_from_two_nodes_at_once_neither_deadlock_nor_miscount(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two nodes (each its own committer) record outcomes on the same decisions at the same
+    time, one walking them up and the other down: on PostgreSQL a batch holds the locks of
+    its decisions until its commit, so two batches taking them write by write would wait on
+    each other (seen here: DeadlockDetected). Every outcome is stored and the report counts
+    equal a recount from the ledgers."""
+    clock = SystemClock()
+    nodes = [Database(settings), Database(settings)]
+    nodes[0].create_schema()
+    extract = write_extract(
+        tmp_path / "extract", STANDARD_PROFILES, STANDARD_AFFINITY, STANDARD_CONTACTS
+    )
+    load_extract(nodes[0], extract, clock)
+    reader = WarehouseReader(nodes[0], cache_size=10, version_check_seconds=0)
+    decisions = DecisionService(nodes[0], reader, clock)
+    pairs = []
+    for i in range(8):
+        answer = decisions.decide(ANA, DecisionRequest(msisdn=f"1390100{i:04d}", channel="store"))
+        pairs += [(answer.decision_id, offer.offer_id) for offer in answer.offers]
+    kinds = ("presented", "declined", "considering", "no_answer")
+    committers = [GroupCommitter(node) for node in nodes]
+    services = [
+        OutcomeService(
+            node,
+            WarehouseReader(node, cache_size=10, version_check_seconds=0),
+            clock,
+            committer=committer,
+        )
+        for node, committer in zip(nodes, committers, strict=True)
+    ]
+    for committer in committers:
+        committer.start()
+    errors: list[BaseException] = []
+    recorded: list[int] = []
+    threads_per_node = 8
+    barrier = threading.Barrier(2 * threads_per_node)
+
+    def work(node: int, seed: int) -> None:
+        mine = sorted(pairs, reverse=node == 1) * 3
+        rng = random.Random(seed)
+        barrier.wait()
+        for decision_id, offer_id in mine:
+            try:
+                answer = services[node].record(
+                    ANA, decision_id, OutcomeRequest(offer_id=offer_id, outcome=rng.choice(kinds))
+                )
+                recorded.append(answer.response.outcome_id)
+            except BaseException as exc:  # every failure is the test's finding
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(node, node * 100 + i))
+        for node in (0, 1)
+        for i in range(threads_per_node)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for committer in committers:
+        committer.stop()
+    assert errors == []
+    assert len(recorded) == len(set(recorded)) == 2 * threads_per_node * 3 * len(pairs)
+    assert row_count(nodes[0], Outcome) == len(recorded)
+    assert sum(c.batches for c in committers) < len(recorded)  # batched
+    assert rebuild(nodes[0], check=True).differences == 0
+    for node in nodes:
+        node.dispose()

@@ -5,6 +5,7 @@ is pending."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from nextbest.loader import load_extract
 from nextbest.outcomes import OutcomeService
 from nextbest.settings import Settings
 from nextbest.storage.db import Database
+from nextbest.storage.group_commit import GroupCommitter
 from nextbest.storage.models import Decision
 from nextbest.storage.report_models import ReportRollup
 from nextbest.storage.shown import decode_offers
@@ -168,16 +170,17 @@ def test_outcome_reports_and_trail_right_after_a_batched_decision(
         assert env.outcome("0" * 32, offer, "declined").status_code == 404
 
 
+@pytest.mark.parametrize("group_commit", [False, True], ids=["in a thread", "group commit"])
 def test_an_outcome_on_another_node_waits_for_the_decision(
-    tmp_path: Path, standard_extract: Path, clock: FixedClock
+    settings: Settings, standard_extract: Path, clock: FixedClock, group_commit: bool
 ) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'two.db'}")
     node_a, node_b = Database(settings), Database(settings)
     node_a.create_schema()
     load_extract(node_a, standard_extract, clock)
     # Node A writes its batch half a second after the decision; node B waits up to 0.2 s plus
     # four of its own intervals (2.2 s) for a decision it does not know yet.
     writer_a, writer_b = ImpressionWriter(node_a, 0.5), ImpressionWriter(node_b, 0.5)
+    committer_b = GroupCommitter(node_b)
     writer_a.start()
     writer_b.start()
     try:
@@ -187,13 +190,17 @@ def test_an_outcome_on_another_node_waits_for_the_decision(
         with node_b.read() as session:  # not there yet: node A's batch is 500 ms away
             assert session.get(Decision, served.decision_id) is None
         reader_b = WarehouseReader(node_b, cache_size=10, version_check_seconds=0)
-        recorded = OutcomeService(node_b, reader_b, clock, writer_b).record(
-            CLERKS[0],
-            served.decision_id,
-            OutcomeRequest(offer_id=served.offers[0].offer_id, outcome="considering"),
-        )
+        service_b = OutcomeService(node_b, reader_b, clock, writer_b, committer_b)
+        request = OutcomeRequest(offer_id=served.offers[0].offer_id, outcome="considering")
+        if group_commit:  # on the event loop, as the API records it
+            committer_b.start()
+            recorded = asyncio.run(service_b.record_async(CLERKS[0], served.decision_id, request))
+        else:
+            recorded = service_b.record(CLERKS[0], served.decision_id, request)
         assert recorded.status_code == 201
+        assert recorded.response.decision_id == served.decision_id
     finally:
+        committer_b.stop()
         writer_a.stop()
         writer_b.stop()
         node_a.dispose()

@@ -234,3 +234,24 @@ def test_reads_on_loop_picks_the_decision_handler(url: str, raw: str, on_loop: b
 def test_reads_on_loop_takes_three_words() -> None:
     with pytest.raises(SettingsError, match=r"^NEXTBEST_READS_ON_LOOP: expected auto, true"):
         Settings.from_env({"NEXTBEST_READS_ON_LOOP": "sometimes"})
+
+
+@pytest.mark.parametrize(("raw", "on"), [("auto", True), ("true", True), ("false", False)], ids=str)
+def test_group_commit_picks_the_outcome_handler(raw: str, on: bool) -> None:
+    settings = Settings.from_env(
+        {"NEXTBEST_DATABASE_URL": "postgresql://127.0.0.1/nb", "NEXTBEST_GROUP_COMMIT": raw}
+    )
+    assert settings.group_commit_on() is on
+    services = cast(Services, None)
+    (record,) = [
+        r
+        for r in routes(services, on_loop=True, group_commit=on)
+        if any(p.endswith("/outcomes") for p in r.paths)
+    ]
+    # With group commit the handler waits for the batch on the loop; without, in a thread.
+    assert bool(record.sync_to_thread) is not on
+
+
+def test_group_commit_takes_three_words() -> None:
+    with pytest.raises(SettingsError, match=r"^NEXTBEST_GROUP_COMMIT: expected auto, true"):
+        Settings.from_env({"NEXTBEST_GROUP_COMMIT": "sometimes"})

@@ -88,7 +88,7 @@ def create_app(
             *decisions.routes(
                 services,
                 on_loop=settings.decision_reads_on_loop(),
-                group_commit=db.is_sqlite,
+                group_commit=settings.group_commit_on(),
             ),
             *sales.ROUTES,
             *reports.ROUTES,

@@ -100,7 +100,7 @@ class Services:
 
     def start_impressions(self) -> None:
         self.impressions.start()
-        if self.db.is_sqlite:
+        if self.settings.group_commit_on():
             self.committer.start()
 
     def stop_impressions(self) -> None:

@@ -32,10 +32,17 @@ MAX_BATCH = 64
 
 
 class _Write(Generic[T]):
-    __slots__ = ("error", "fn", "future", "result")
+    __slots__ = ("error", "fn", "future", "key", "prelude", "result")
 
-    def __init__(self, fn: Callable[[Session], T]) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Session], T],
+        key: str = "",
+        prelude: Callable[[Session, list[str]], None] | None = None,
+    ) -> None:
         self.fn = fn
+        self.key = key
+        self.prelude = prelude
         self.future: Future[T] = Future()
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -54,14 +61,31 @@ class GroupCommitter(QueueThread):
         self.batches = 0
         self.writes = 0
 
-    def run(self, fn: Callable[[Session], T]) -> T:
+    def run(
+        self,
+        fn: Callable[[Session], T],
+        key: str = "",
+        prelude: Callable[[Session, list[str]], None] | None = None,
+    ) -> T:
         """``fn(session)`` committed durably; its result, or its exception re-raised."""
-        return self.submit(fn).result()
+        return self.submit(fn, key, prelude).result()
 
-    def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+    def submit(
+        self,
+        fn: Callable[[Session], T],
+        key: str = "",
+        prelude: Callable[[Session, list[str]], None] | None = None,
+    ) -> Future[T]:
         """``fn(session)`` queued for the next batch: its result (or exception) once the batch
-        is committed. Not started: written now, in the caller's own transaction."""
-        write: _Write[T] = _Write(fn)
+        is committed. Not started: written now, in the caller's own transaction.
+
+        ``prelude(session, keys)``, if given, runs once per batch before its writes, with the
+        ``key`` of every write of the batch that named it: what the writes would each read
+        (and lock) is read for all of them in one statement (on PostgreSQL a round trip is
+        most of a small write's cost), and locked in one order (a batch holds its locks until
+        its commit: batches of other processes taking them one write at a time, each in its
+        own order, could wait on each other). Its failure fails the batch."""
+        write: _Write[T] = _Write(fn, key, prelude)
         with self._cond:
             queued = self._accepting()
             if queued:
@@ -101,6 +125,12 @@ class GroupCommitter(QueueThread):
             with self.db.write() as session:
                 deferred: dict[Any, list[Any]] = {}
                 session.info[_DEFERRED] = deferred
+                preludes: dict[Callable[[Session, list[str]], None], list[str]] = {}
+                for write in batch:
+                    if write.prelude is not None:
+                        preludes.setdefault(write.prelude, []).append(write.key)
+                for prelude, keys in preludes.items():
+                    prelude(session, keys)
                 for write in batch:
                     kept = {flush: len(rows) for flush, rows in deferred.items()}
                     try:

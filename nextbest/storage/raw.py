@@ -28,6 +28,7 @@ __all__ = [
     "insert_rows",
     "insert_values",
     "is_sqlite",
+    "pg_array_types",
     "utc",
 ]
 
@@ -280,23 +281,53 @@ def as_stored(value: Any, *, sqlite: bool) -> Any:
     return value
 
 
-# Rows per statement for ``insert_values`` (PostgreSQL takes at most 65,535 parameters).
+# Rows per statement for ``insert_values`` on PostgreSQL without column types (the server
+# takes at most 65,535 parameters).
 _VALUES_ROWS = 500
+_UNNEST_SQL: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+def pg_array_types(table: Table, columns: Sequence[str]) -> tuple[str, ...]:
+    """PostgreSQL's type of each of ``columns`` of ``table``, as ``insert_values`` takes them:
+    text for a VARCHAR(n), since a cast to VARCHAR(n) would cut a longer value short where
+    the insert itself refuses it."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = (table.columns[c].type.compile(dialect=dialect) for c in columns)
+    return tuple("TEXT" if t.startswith("VARCHAR") else t for t in types)
 
 
 def insert_values(
-    cursor: Any, head: str, rows: Sequence[Sequence[Any]], tail: str = "", *, sqlite: bool
+    cursor: Any,
+    head: str,
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+    *,
+    sqlite: bool,
+    pg_types: Sequence[str] | None = None,
 ) -> None:
-    """``head VALUES (...) tail`` for every row, on a DB-API cursor. PostgreSQL gets the rows
-    as one multi-row statement per 500 (psycopg's executemany sends a statement per row: its
-    Python cost and the server's per-statement work were most of a batch of impressions);
-    SQLite, in-process, an executemany."""
+    """``head VALUES (...) tail`` for every row, on a DB-API cursor. SQLite, in-process: an
+    executemany. PostgreSQL with the columns' types (``pg_array_types``): one statement that
+    inserts from one array per column (``unnest``), of the same text whatever the number of
+    rows, so psycopg parses it once and the server prepares it once; a VALUES list of a
+    placeholder per value was parsed anew in Python for every batch (psycopg caches only
+    statements under 4 kB): 15% of an outcome batch's time. Without types: a multi-row
+    VALUES statement per 500 rows (psycopg's executemany sends a statement per row)."""
     if not rows:
         return
     width = len(rows[0])
     if sqlite:
         marks = f"({', '.join('?' for _ in range(width))})"
         cursor.executemany(f"{head} VALUES {marks} {tail}", rows)
+        return
+    if pg_types is not None:
+        key = (head, tail, tuple(pg_types))
+        sql = _UNNEST_SQL.get(key)
+        if sql is None:
+            arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+            sql = _UNNEST_SQL[key] = f"{head} SELECT * FROM unnest({arrays}) {tail}"
+        cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
         return
     marks = f"({', '.join('%s' for _ in range(width))})"
     for start in range(0, len(rows), _VALUES_ROWS):
