@@ -35,7 +35,16 @@ from nextbest.storage.models import (
     ProvisioningJob,
     Subscription,
 )
-from nextbest.storage.raw import fetch, insert_returning_id, insert_rows, is_sqlite, utc
+from nextbest.storage.raw import (
+    as_stored,
+    fetch,
+    insert_returning_id,
+    insert_rows,
+    insert_values,
+    is_sqlite,
+    pg_array_types,
+    utc,
+)
 from nextbest.storage.shown import ShownOffer, decode_offers, expected
 from nextbest.storage.warehouse import (
     CustomerData,
@@ -88,8 +97,18 @@ _READ_PG = _READ_PARTS.format(ids="= ANY(?)")
 # wait on (two would deadlock). A statement of its own, before the read: a read in the same
 # statement would see the database as it was before waiting for a lock.
 _LOCK_PG = "SELECT id FROM decisions WHERE id = ANY(?) ORDER BY id FOR NO KEY UPDATE"
-# session.info of a batch: the rows read for each of its decisions, taken by its first write.
-_BATCH_READS = "nextbest.outcomes.reads"
+# session.info of a batch of outcomes: what its prelude read for all of its writes (_Batch).
+_BATCH = "nextbest.outcomes.batch"
+_IDS_PG = "SELECT nextval(pg_get_serial_sequence('outcomes', 'id')) FROM generate_series(1, ?)"
+_MAX_ID_SQLITE = "SELECT coalesce(max(id), 0) FROM outcomes"
+_REPLIES_PG = (
+    "SELECT user_id, key, request_hash, status_code, body FROM idempotency "
+    "WHERE user_id = ANY(?) AND key = ANY(?)"
+)
+_REPLIES_SQLITE = (
+    "SELECT user_id, key, request_hash, status_code, body FROM idempotency "
+    "WHERE user_id IN (SELECT value FROM json_each(?)) AND key IN (SELECT value FROM json_each(?))"
+)
 _IDEMPOTENCY_SQL = (
     "SELECT request_hash, status_code, body FROM idempotency WHERE user_id = ? AND key = ?"
 )
@@ -104,6 +123,13 @@ _OUTCOME_COLUMNS = (
     "user_id",
     "store_id",
     "created_at",
+)
+
+
+_INSERT_OUTCOME = f"INSERT INTO outcomes (id, {', '.join(_OUTCOME_COLUMNS)})"
+_OUTCOME_TYPES = pg_array_types(
+    Outcome.__table__,  # type: ignore[arg-type]
+    ("id", *_OUTCOME_COLUMNS),
 )
 
 
@@ -129,17 +155,76 @@ def _read_rows(session: Session, decision_ids: list[str]) -> dict[str, list[tupl
     return found
 
 
-def _read_batch(session: Session, decision_ids: list[str]) -> None:
-    """The prelude of a batch of outcomes (group_commit.py): one read for all of them."""
-    session.info[_BATCH_READS] = _read_rows(session, decision_ids)
+class _Batch:
+    """What a batch's prelude read for all of its outcomes, kept current as each succeeds: a
+    later outcome of the batch on the same decision, or with the same Idempotency-Key, sees the
+    earlier one although its rows are written only at the end of the batch."""
+
+    __slots__ = ("ids", "reads", "replies")
+
+    def __init__(
+        self,
+        reads: dict[str, list[tuple[Any, ...]]],
+        replies: dict[tuple[str, str], tuple[str, int, bytes]],
+        ids: list[int],
+    ) -> None:
+        self.reads = reads
+        self.replies = replies
+        self.ids = ids  # outcome ids drawn for the batch, one per write
+
+
+# A write's key for the prelude: (decision id, user id, Idempotency-Key or None).
+_Key = tuple[str, str, str | None]
+
+
+def _read_batch(session: Session, keys: list[_Key]) -> None:
+    """The prelude of a batch of outcomes (group_commit.py): its decisions locked and read,
+    the answers to its Idempotency-Keys, and an outcome id per write, for all at once."""
+    sqlite = is_sqlite(session)
+    reads = _read_rows(session, [decision_id for decision_id, _, _ in keys])
+    wanted = {(user, key) for _, user, key in keys if key is not None}
+    replies: dict[tuple[str, str], tuple[str, int, bytes]] = {}
+    if wanted:
+        users = sorted({user for user, _ in wanted})
+        idem = sorted({key for _, key in wanted})
+        if sqlite:
+            params: tuple[Any, ...] = (_encode(users).decode(), _encode(idem).decode())
+        else:
+            params = (users, idem)
+        for user, key, request_hash, status_code, body in fetch(
+            session, _REPLIES_SQLITE if sqlite else _REPLIES_PG, params
+        ):
+            if (user, key) in wanted:
+                replies[(user, key)] = (request_hash, status_code, bytes(body))
+    if sqlite:  # the batch holds SQLite's one write lock: nobody else takes an id meanwhile
+        (top,) = fetch(session, _MAX_ID_SQLITE, ())[0]
+        ids = list(range(int(top) + len(keys), int(top), -1))
+    else:
+        ids = [row[0] for row in fetch(session, _IDS_PG, (len(keys),))][::-1]
+    session.info[_BATCH] = _Batch(reads, replies, ids)
+
+
+def _insert_outcomes(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """The outcome rows of a batch, in one statement (deferred by its writes)."""
+    sqlite = is_sqlite(session)
+    if sqlite:
+        rows = [tuple(as_stored(v, sqlite=True) for v in row) for row in rows]
+    cursor = session.connection().connection.cursor()
+    try:
+        insert_values(cursor, _INSERT_OUTCOME, rows, sqlite=sqlite, pg_types=_OUTCOME_TYPES)
+    finally:
+        cursor.close()
+
+
+def _insert_replies(session: Session, rows: list[dict[str, Any]]) -> None:
+    insert_rows(session, IdempotencyRecord.__table__, rows)  # type: ignore[arg-type]
 
 
 def _read(session: Session, decision_id: str, offer_id: str) -> _Read:
-    batch: dict[str, list[tuple[Any, ...]]] | None = session.info.get(_BATCH_READS)
-    # The batch's read serves the first write of each decision; a second one reads again,
-    # after the first one's outcome (or its rollback).
-    rows = batch.pop(decision_id, None) if batch is not None else None
-    if rows is None:
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is not None:
+        rows = batch.reads[decision_id]
+    else:
         rows = _read_rows(session, [decision_id])[decision_id]
     decision: ShownDecision | None = None
     shown: ShownOffer | None = None
@@ -184,6 +269,11 @@ class _Pending:
         self.request_hash = ""
         self.customer: CustomerData | None = None
         self.wait_until: float | None = None  # monotonic deadline for the decision to land
+
+    @property
+    def key(self) -> _Key:
+        """What the batch's prelude reads for this outcome."""
+        return (self.decision_id, self.actor.user_id, self.idempotency_key)
 
     def run(self, session: Session) -> Recorded:
         return self.service._record(
@@ -233,7 +323,7 @@ class OutcomeService:
         conflicts = 0
         while True:
             try:
-                return self.committer.run(write.run, write.decision_id, _read_batch)
+                return self.committer.run(write.run, write.key, _read_batch, lazy=True)
             except IntegrityError:
                 # Concurrent writers on PostgreSQL may race to the unique indexes; the loser
                 # retries and then finds the winner's rows.
@@ -264,7 +354,7 @@ class OutcomeService:
         while True:
             try:
                 return await asyncio.wrap_future(
-                    self.committer.submit(write.run, write.decision_id, _read_batch)
+                    self.committer.submit(write.run, write.key, _read_batch, lazy=True)
                 )
             except IntegrityError:
                 conflicts += 1
@@ -356,18 +446,25 @@ class OutcomeService:
         idempotency_key: str | None,
         request_hash: str,
     ) -> Recorded:
+        """One outcome, in a batch (its reads made by the batch's prelude, its rows deferred
+        to the batch's end, a sale's written at once in its savepoint) or on its own."""
         now = self.clock.now()
         sqlite = is_sqlite(session)
+        batch: _Batch | None = session.info.get(_BATCH)
         if idempotency_key is not None:
-            previous = fetch(session, _IDEMPOTENCY_SQL, (actor.user_id, idempotency_key))
-            if previous:
-                stored_hash, status_code, body = previous[0]
+            if batch is not None:
+                previous = batch.replies.get((actor.user_id, idempotency_key))
+            else:
+                found = fetch(session, _IDEMPOTENCY_SQL, (actor.user_id, idempotency_key))
+                previous = (found[0][0], found[0][1], bytes(found[0][2])) if found else None
+            if previous is not None:
+                stored_hash, status_code, body = previous
                 if stored_hash != request_hash:
                     raise Unprocessable(
                         "Idempotency-Key was already used for a different request",
                         field="Idempotency-Key",
                     )
-                return Recorded(status_code, _decode(bytes(body)), replayed=True)
+                return Recorded(status_code, _decode(body), replayed=True)
         read = _read(session, decision_id, request.offer_id)
         decision = read.decision
         if decision is None:
@@ -378,7 +475,11 @@ class OutcomeService:
                 field="offer_id",
             )
         reason = request.reason.strip() if request.reason else None
-        if request.outcome == "accepted":
+        sale = request.outcome == "accepted"
+        if sale:
+            # A sale is written at once (its subscription and outbox job refer to the outcome
+            # row), in its own savepoint: opened before its reads.
+            GroupCommitter.writing(session)
             existing = session.scalar(
                 select(Subscription).where(
                     Subscription.msisdn == decision.msisdn,
@@ -403,7 +504,9 @@ class OutcomeService:
                             existing,
                         ),
                     )
-                    self._remember(session, actor, idempotency_key, request_hash, recorded, now)
+                    self._remember(
+                        session, batch, actor, idempotency_key, request_hash, recorded, now
+                    )
                     return recorded
                 raise Conflict(
                     f"offer_id: the customer already holds {request.offer_id!r} "
@@ -432,13 +535,20 @@ class OutcomeService:
             actor.store_id,
             now,
         )
-        outcome_id = insert_returning_id(
-            session,
-            Outcome.__table__,  # type: ignore[arg-type]
-            dict(zip(_OUTCOME_COLUMNS, values, strict=True)),
-        )
         subscription: Subscription | None = None
-        if request.outcome == "accepted":
+        if batch is not None:  # an id drawn by the batch (SQLite's next rowid may be one)
+            outcome_id = batch.ids.pop()
+            if sale:
+                _insert_outcomes(session, [(outcome_id, *values)])
+            else:
+                GroupCommitter.defer(session, _insert_outcomes, [(outcome_id, *values)])
+        else:
+            outcome_id = insert_returning_id(
+                session,
+                Outcome.__table__,  # type: ignore[arg-type]
+                dict(zip(_OUTCOME_COLUMNS, values, strict=True)),
+            )
+        if sale:
             offer = catalog.offer(request.offer_id)
             subscription = Subscription(
                 msisdn=decision.msisdn,
@@ -496,7 +606,11 @@ class OutcomeService:
                 subscription,
             ),
         )
-        self._remember(session, actor, idempotency_key, request_hash, recorded, now)
+        self._remember(session, batch, actor, idempotency_key, request_hash, recorded, now)
+        if batch is not None:  # the batch's later outcomes of this decision count it as prior
+            batch.reads[decision_id].append(
+                (1, decision_id, request.offer_id, None, request.outcome)
+            )
         return recorded
 
     def _customer(self, version_id: int, decision_id: str) -> CustomerData | None:
@@ -512,6 +626,7 @@ class OutcomeService:
     @staticmethod
     def _remember(
         session: Session,
+        batch: _Batch | None,
         actor: Actor,
         key: str | None,
         request_hash: str,
@@ -520,20 +635,21 @@ class OutcomeService:
     ) -> None:
         if key is None:
             return
-        insert_rows(
-            session,
-            IdempotencyRecord.__table__,  # type: ignore[arg-type]
-            [
-                {
-                    "user_id": actor.user_id,
-                    "key": key,
-                    "request_hash": request_hash,
-                    "status_code": recorded.status_code,
-                    "body": _encode(recorded.response),
-                    "created_at": now,
-                }
-            ],
-        )
+        body = _encode(recorded.response)
+        row = {
+            "user_id": actor.user_id,
+            "key": key,
+            "request_hash": request_hash,
+            "status_code": recorded.status_code,
+            "body": body,
+            "created_at": now,
+        }
+        if batch is None:
+            _insert_replies(session, [row])
+            return
+        # At the batch's end with its other rows; a retry in the same batch replays it.
+        GroupCommitter.defer(session, _insert_replies, [row])
+        batch.replies[(actor.user_id, key)] = (request_hash, recorded.status_code, body)
 
     def subscription(self, subscription_id: int) -> SubscriptionOut:
         with self.db.read() as session:

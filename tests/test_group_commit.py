@@ -7,26 +7,29 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import STANDARD_AFFINITY, STANDARD_CONTACTS, STANDARD_PROFILES, write_extract
 from helpers import row_count
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nextbest.clock import SystemClock
 from nextbest.decisions import DecisionService
+from nextbest.errors import Unprocessable
 from nextbest.keys import Actor
 from nextbest.loader import load_extract
-from nextbest.outcomes import OutcomeService
+from nextbest.outcomes import OutcomeService, Recorded
 from nextbest.rollups import rebuild
 from nextbest.settings import Settings
 from nextbest.storage.campaign_models import DndNumber
 from nextbest.storage.db import Database
 from nextbest.storage.group_commit import GroupCommitter, _Write
-from nextbest.storage.models import Outcome
+from nextbest.storage.models import IdempotencyRecord, Outcome, Subscription
 from nextbest.storage.warehouse import WarehouseReader
 from nextbest.wire import DecisionRequest, OutcomeRequest
 
@@ -256,3 +259,115 @@ def test_outcomes_from_two_nodes_at_once_neither_deadlock_nor_miscount(
     assert rebuild(nodes[0], check=True).differences == 0
     for node in nodes:
         node.dispose()
+
+
+def test_one_batch_replays_a_retry_and_keeps_a_refusal_and_a_sale_apart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Outcomes queued together form one batch: their rows are written at its end, yet a
+    retry with the same Idempotency-Key inside the batch replays the first answer, a second
+    outcome on the same decision counts the first as prior, a refused one leaves no trace,
+    and a sale is written in its own savepoint."""
+    clock = SystemClock()
+    db = Database(settings)
+    db.create_schema()
+    load_extract(
+        db, write_extract(tmp_path / "extract", STANDARD_PROFILES, STANDARD_AFFINITY), clock
+    )
+    reader = WarehouseReader(db, cache_size=10, version_check_seconds=0)
+    decisions = DecisionService(db, reader, clock)
+    one = decisions.decide(ANA, DecisionRequest(msisdn="13901000001", channel="store"))
+    two = decisions.decide(ANA, DecisionRequest(msisdn="13901000002", channel="store"))
+    first, second = one.offers[0].offer_id, one.offers[1].offer_id
+    committer = GroupCommitter(db)
+    service = OutcomeService(db, reader, clock, committer=committer)
+    committer.start()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(session: Session) -> None:
+        holding.set()
+        release.wait(10)
+
+    held = committer.submit(hold)
+    assert holding.wait(10)
+    calls = [
+        (one.decision_id, OutcomeRequest(offer_id=first, outcome="presented"), "k1"),
+        (one.decision_id, OutcomeRequest(offer_id=first, outcome="presented"), "k1"),  # retry
+        (one.decision_id, OutcomeRequest(offer_id=first, outcome="declined"), "k1"),  # misuse
+        (one.decision_id, OutcomeRequest(offer_id=second, outcome="accepted"), "k2"),  # a sale
+        (one.decision_id, OutcomeRequest(offer_id="no_such", outcome="presented"), None),
+        (
+            two.decision_id,
+            OutcomeRequest(offer_id=two.offers[0].offer_id, outcome="declined"),
+            None,
+        ),
+        (
+            two.decision_id,
+            OutcomeRequest(offer_id=two.offers[0].offer_id, outcome="declined"),
+            None,
+        ),
+    ]
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        decision_id, request, key = calls[i]
+        try:
+            results[i] = service.record(ANA, decision_id, request, key)
+        except Exception as exc:  # the refusals are part of what is checked
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    for i, thread in enumerate(threads):  # queued in this order
+        thread.start()
+        while len(committer._queue) < i + 1:
+            time.sleep(0.001)
+    batches = committer.batches
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    held.result(10)
+    committer.stop()
+    assert committer.batches == batches + 2  # the held write, then all seven together
+    recorded = {i: r for i, r in results.items() if isinstance(r, Recorded)}
+    assert sorted(recorded) == [0, 1, 3, 5, 6]
+    assert recorded[1].replayed and recorded[1].response == recorded[0].response
+    assert isinstance(results[2], Unprocessable) and results[2].field == "Idempotency-Key"
+    assert isinstance(results[4], Unprocessable) and results[4].field == "offer_id"
+    assert recorded[3].response.subscription is not None
+    ids = [recorded[i].response.outcome_id for i in (0, 3, 5, 6)]
+    with db.read() as session:
+        stored = {
+            o.id: (o.decision_id, o.offer_id, o.outcome) for o in session.scalars(select(Outcome))
+        }
+        replies = session.scalars(select(IdempotencyRecord.key)).all()
+    assert sorted(stored) == sorted(ids)
+    assert stored[ids[0]] == (one.decision_id, first, "presented")
+    assert sorted(replies) == ["k1", "k2"]
+    assert row_count(db, Subscription) == 1
+    # Decision two's second decline is not a second contact presented: a recount agrees.
+    assert rebuild(db, check=True).differences == 0
+    db.dispose()
+
+
+def test_a_lazy_write_failing_outside_a_savepoint_acknowledges_nothing_it_broke(
+    db: Database,
+) -> None:
+    """A lazy write whose statement fails before it opened its savepoint: on PostgreSQL the
+    failure ended the batch's transaction (whose COMMIT would roll back without an error), so
+    no write of the batch may be acknowledged; SQLite's transaction survives the error."""
+    committer = GroupCommitter(db)
+
+    def broken(session: Session) -> None:
+        session.connection().exec_driver_sql("SELECT * FROM no_such_table")
+
+    batch: list[_Write[object]] = [
+        _Write(_add("13900000001")),  # type: ignore[arg-type]
+        _Write(broken, lazy=True),
+        _Write(_add("13900000002")),  # type: ignore[arg-type]
+    ]
+    committer._commit(batch)
+    acknowledged = [w for w in (batch[0], batch[2]) if w.error is None]
+    assert batch[1].error is not None
+    assert row_count(db, DndNumber) == len(acknowledged)
+    if not db.is_sqlite:
+        assert acknowledged == []
