@@ -39,7 +39,6 @@ from nextbest.storage.raw import (
     as_stored,
     fetch,
     insert_returning_id,
-    insert_rows,
     insert_values,
     is_sqlite,
     pg_array_types,
@@ -126,6 +125,9 @@ _OUTCOME_COLUMNS = (
 )
 
 
+_REPLY_COLUMNS = ("user_id", "key", "request_hash", "status_code", "body", "created_at")
+_INSERT_REPLY = f"INSERT INTO idempotency ({', '.join(_REPLY_COLUMNS)})"
+_REPLY_TYPES = pg_array_types(IdempotencyRecord.__table__, _REPLY_COLUMNS)  # type: ignore[arg-type]
 _INSERT_OUTCOME = f"INSERT INTO outcomes (id, {', '.join(_OUTCOME_COLUMNS)})"
 _OUTCOME_TYPES = pg_array_types(
     Outcome.__table__,  # type: ignore[arg-type]
@@ -216,8 +218,16 @@ def _insert_outcomes(session: Session, rows: list[tuple[Any, ...]]) -> None:
         cursor.close()
 
 
-def _insert_replies(session: Session, rows: list[dict[str, Any]]) -> None:
-    insert_rows(session, IdempotencyRecord.__table__, rows)  # type: ignore[arg-type]
+def _insert_replies(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """The answers to remember for Idempotency-Keys (_REPLY_COLUMNS), in one statement."""
+    sqlite = is_sqlite(session)
+    if sqlite:
+        rows = [tuple(as_stored(v, sqlite=True) for v in row) for row in rows]
+    cursor = session.connection().connection.cursor()
+    try:
+        insert_values(cursor, _INSERT_REPLY, rows, sqlite=sqlite, pg_types=_REPLY_TYPES)
+    finally:
+        cursor.close()
 
 
 def _read(session: Session, decision_id: str, offer_id: str) -> _Read:
@@ -636,14 +646,7 @@ class OutcomeService:
         if key is None:
             return
         body = _encode(recorded.response)
-        row = {
-            "user_id": actor.user_id,
-            "key": key,
-            "request_hash": request_hash,
-            "status_code": recorded.status_code,
-            "body": body,
-            "created_at": now,
-        }
+        row = (actor.user_id, key, request_hash, recorded.status_code, body, now)
         if batch is None:
             _insert_replies(session, [row])
             return

@@ -371,3 +371,90 @@ def test_a_lazy_write_failing_outside_a_savepoint_acknowledges_nothing_it_broke(
     assert row_count(db, DndNumber) == len(acknowledged)
     if not db.is_sqlite:
         assert acknowledged == []
+
+
+def test_the_same_key_on_two_nodes_at_once_is_recorded_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A double click that reaches two nodes (a): the second node's batch waits for the
+    first's lock on the decision, then finds its answer and replays it. The same key for
+    other decisions at the same moment (b): both batches read no answer for it; on
+    PostgreSQL the second one's insert of it fails at its end (the unique index), the whole
+    batch is tried again, and the retry refuses the reuse; the batch's other outcome (c) is
+    recorded on the retry."""
+    clock = SystemClock()
+    nodes = [Database(settings), Database(settings)]
+    nodes[0].create_schema()
+    load_extract(
+        nodes[0], write_extract(tmp_path / "extract", STANDARD_PROFILES, STANDARD_AFFINITY), clock
+    )
+    reader = WarehouseReader(nodes[0], cache_size=10, version_check_seconds=0)
+    decide = DecisionService(nodes[0], reader, clock).decide
+    served = [
+        decide(ANA, DecisionRequest(msisdn=f"1390100000{i}", channel="store")) for i in (1, 2, 3)
+    ]
+    committers = [GroupCommitter(node) for node in nodes]
+    services = [
+        OutcomeService(
+            node,
+            WarehouseReader(node, cache_size=10, version_check_seconds=0),
+            clock,
+            committer=committer,
+        )
+        for node, committer in zip(nodes, committers, strict=True)
+    ]
+    for committer in committers:
+        committer.start()
+    results: dict[str, object] = {}
+
+    def race(calls: list[tuple[str, int, int, int, str]]) -> None:
+        """Each node's committer held in a batch while the calls queue up (SQLite's one
+        write lock lets only the first node hold one), then both let go at once."""
+        release = threading.Event()
+        held = committers if not nodes[0].is_sqlite else committers[:1]
+        for committer in held:
+            holding = threading.Event()
+
+            def hold(session: Session, holding: threading.Event = holding) -> None:
+                holding.set()
+                release.wait(10)
+
+            committer.submit(hold)
+            assert holding.wait(10)
+
+        def call(name: str, node: int, decision: int, offer: int, key: str) -> None:
+            answer = served[decision]
+            request = OutcomeRequest(offer_id=answer.offers[offer].offer_id, outcome="presented")
+            try:
+                results[name] = services[node].record(ANA, answer.decision_id, request, key)
+            except Unprocessable as exc:
+                results[name] = exc
+
+        threads = [threading.Thread(target=call, args=c) for c in calls]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 1  # SQLite: node 1 may have taken some already
+        while sum(len(c._queue) for c in committers) < len(calls):
+            if nodes[0].is_sqlite and time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        release.set()
+        for thread in threads:
+            thread.join(20)
+
+    race([("a0", 0, 0, 0, "click-1"), ("a1", 1, 0, 0, "click-1")])
+    race([("b0", 0, 1, 0, "key-2"), ("b1", 1, 2, 0, "key-2"), ("c1", 1, 2, 1, "key-3")])
+    for committer in committers:
+        committer.stop()
+    a0, a1, b0, b1, c1 = (results[n] for n in ("a0", "a1", "b0", "b1", "c1"))
+    assert isinstance(a0, Recorded) and isinstance(a1, Recorded)
+    assert a0.response == a1.response and [a0.replayed, a1.replayed].count(True) == 1
+    assert sorted(type(r).__name__ for r in (b0, b1)) == ["Recorded", "Unprocessable"]
+    assert isinstance(c1, Recorded) and c1.status_code == 201
+    with nodes[0].read() as session:
+        stored = session.scalars(select(Outcome.id)).all()
+        keys = session.scalars(select(IdempotencyRecord.key)).all()
+    assert len(stored) == 3  # click-1 once, key-2 once, key-3
+    assert sorted(keys) == ["click-1", "key-2", "key-3"]
+    for node in nodes:
+        node.dispose()

@@ -7,6 +7,7 @@ timestamps back into aware UTC datetimes, as the ORM's UtcDateTime does.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -319,18 +320,29 @@ def insert_values(
     width = len(rows[0])
     if sqlite:
         marks = f"({', '.join('?' for _ in range(width))})"
-        cursor.executemany(f"{head} VALUES {marks} {tail}", rows)
+        sql = f"{head} VALUES {marks} {tail}"
+        try:
+            cursor.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise _as_integrity_error(sql, None, exc) from exc
         return
-    if pg_types is not None:
-        key = (head, tail, tuple(pg_types))
-        sql = _UNNEST_SQL.get(key)
-        if sql is None:
-            arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
-            sql = _UNNEST_SQL[key] = f"{head} SELECT * FROM unnest({arrays}) {tail}"
-        cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
-        return
-    marks = f"({', '.join('%s' for _ in range(width))})"
-    for start in range(0, len(rows), _VALUES_ROWS):
-        part = rows[start : start + _VALUES_ROWS]
-        params = [value for row in part for value in row]
-        cursor.execute(f"{head} VALUES {', '.join(marks for _ in part)} {tail}", params)
+    import psycopg
+
+    try:
+        if pg_types is not None:
+            key = (head, tail, tuple(pg_types))
+            cached = _UNNEST_SQL.get(key)
+            if cached is None:
+                arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+                cached = _UNNEST_SQL[key] = f"{head} SELECT * FROM unnest({arrays}) {tail}"
+            sql = cached
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+            return
+        marks = f"({', '.join('%s' for _ in range(width))})"
+        for start in range(0, len(rows), _VALUES_ROWS):
+            part = rows[start : start + _VALUES_ROWS]
+            params = [value for row in part for value in row]
+            sql = f"{head} VALUES {', '.join(marks for _ in part)} {tail}"
+            cursor.execute(sql, params)
+    except psycopg.IntegrityError as exc:  # as the ORM raises it: callers catch one type
+        raise _as_integrity_error(sql, None, exc) from exc

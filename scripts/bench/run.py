@@ -146,16 +146,28 @@ def decision_lua(numbers: list[str], key: str, path: Path) -> None:
 
 
 def outcome_lua(pairs: list[tuple[str, str]], key: str, path: Path) -> None:
+    """`presented` outcomes on random (decision, offer) pairs, each with an Idempotency-Key of
+    its own, as the counter widget sends them (so each is a new outcome and its answer is
+    remembered)."""
     table = ",".join(f'{{"{d}","{o}"}}' for d, o in pairs)
     path.write_text(
         f"local pairs_ = {{{table}}}\n"
         f'local headers = {{["Content-Type"]="application/json", '
         f'["Authorization"]="Bearer {key}"}}\n'
+        "local threads = 0\n"
+        "function setup(thread)\n"
+        "  threads = threads + 1\n"
+        '  thread:set("tid", threads)\n'
+        "end\n"
+        "local sent = 0\n"
+        "local run = os.time()\n"
         "math.randomseed(11)\n"
         "request = function()\n"
         "  local p = pairs_[math.random(#pairs_)]\n"
+        "  sent = sent + 1\n"
+        '  headers["Idempotency-Key"] = "bench-" .. run .. "-" .. (tid or 0) .. "-" .. sent\n'
         '  return wrk.format("POST", "/v1/decisions/" .. p[1] .. "/outcomes", headers, '
-        '\'{"offer_id":"\' .. p[2] .. \'","outcome":"presented"}\')\n'
+        "'{\"offer_id\":\"' .. p[2] .. '\",\"outcome\":\"presented\"}')\n"
         "end\n" + DONE_LUA
     )
 
