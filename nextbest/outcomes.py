@@ -207,25 +207,24 @@ def _read_batch(session: Session, keys: list[_Key]) -> None:
 
 
 def _insert_outcomes(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """The outcome rows of a batch, in one statement (deferred by its writes)."""
-    sqlite = is_sqlite(session)
-    if sqlite:
-        rows = [tuple(as_stored(v, sqlite=True) for v in row) for row in rows]
-    cursor = session.connection().connection.cursor()
-    try:
-        insert_values(cursor, _INSERT_OUTCOME, rows, sqlite=sqlite, pg_types=_OUTCOME_TYPES)
-    finally:
-        cursor.close()
+    """The outcome rows of a batch (``id`` and _OUTCOME_COLUMNS), in one statement."""
+    _insert(session, _INSERT_OUTCOME, _OUTCOME_TYPES, rows)
 
 
 def _insert_replies(session: Session, rows: list[tuple[Any, ...]]) -> None:
     """The answers to remember for Idempotency-Keys (_REPLY_COLUMNS), in one statement."""
+    _insert(session, _INSERT_REPLY, _REPLY_TYPES, rows)
+
+
+def _insert(
+    session: Session, head: str, types: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
     sqlite = is_sqlite(session)
     if sqlite:
         rows = [tuple(as_stored(v, sqlite=True) for v in row) for row in rows]
     cursor = session.connection().connection.cursor()
     try:
-        insert_values(cursor, _INSERT_REPLY, rows, sqlite=sqlite, pg_types=_REPLY_TYPES)
+        insert_values(cursor, head, rows, sqlite=sqlite, pg_types=types)
     finally:
         cursor.close()
 

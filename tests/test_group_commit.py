@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import STANDARD_AFFINITY, STANDARD_CONTACTS, STANDARD_PROFILES, write_extract
 from helpers import row_count
@@ -31,7 +32,7 @@ from nextbest.storage.db import Database
 from nextbest.storage.group_commit import GroupCommitter, _Write
 from nextbest.storage.models import IdempotencyRecord, Outcome, Subscription
 from nextbest.storage.warehouse import WarehouseReader
-from nextbest.wire import DecisionRequest, OutcomeRequest
+from nextbest.wire import DecisionRequest, DecisionResponse, OutcomeRequest
 
 AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -189,6 +190,42 @@ def test_a_batch_runs_one_prelude_for_all_its_writes_first(sqlite_db: Database) 
 ANA = Actor(key_id=1, user_id="ana", role="clerk", store_id="NJ-0001")
 
 
+class _Nodes(msgspec.Struct):
+    """Two nodes on one database (each its own Database, committer and outcome service) and
+    what the first one decided for each number."""
+
+    dbs: list[Database]
+    committers: list[GroupCommitter]
+    services: list[OutcomeService]
+    served: list[DecisionResponse]
+
+
+def _two_nodes(settings: Settings, tmp_path: Path, numbers: list[str]) -> _Nodes:
+    clock = SystemClock()
+    dbs = [Database(settings), Database(settings)]
+    dbs[0].create_schema()
+    extract = write_extract(
+        tmp_path / "extract", STANDARD_PROFILES, STANDARD_AFFINITY, STANDARD_CONTACTS
+    )
+    load_extract(dbs[0], extract, clock)
+    reader = WarehouseReader(dbs[0], cache_size=10, version_check_seconds=0)
+    decide = DecisionService(dbs[0], reader, clock).decide
+    served = [decide(ANA, DecisionRequest(msisdn=n, channel="store")) for n in numbers]
+    committers = [GroupCommitter(db) for db in dbs]
+    services = [
+        OutcomeService(
+            db,
+            WarehouseReader(db, cache_size=10, version_check_seconds=0),
+            clock,
+            committer=committer,
+        )
+        for db, committer in zip(dbs, committers, strict=True)
+    ]
+    for committer in committers:
+        committer.start()
+    return _Nodes(dbs, committers, services, served)
+
+
 def test_outcomes_from_two_nodes_at_once_neither_deadlock_nor_miscount(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -197,32 +234,10 @@ def test_outcomes_from_two_nodes_at_once_neither_deadlock_nor_miscount(
     its decisions until its commit, so two batches taking them write by write would wait on
     each other (seen here: DeadlockDetected). Every outcome is stored and the report counts
     equal a recount from the ledgers."""
-    clock = SystemClock()
-    nodes = [Database(settings), Database(settings)]
-    nodes[0].create_schema()
-    extract = write_extract(
-        tmp_path / "extract", STANDARD_PROFILES, STANDARD_AFFINITY, STANDARD_CONTACTS
-    )
-    load_extract(nodes[0], extract, clock)
-    reader = WarehouseReader(nodes[0], cache_size=10, version_check_seconds=0)
-    decisions = DecisionService(nodes[0], reader, clock)
-    pairs = []
-    for i in range(8):
-        answer = decisions.decide(ANA, DecisionRequest(msisdn=f"1390100{i:04d}", channel="store"))
-        pairs += [(answer.decision_id, offer.offer_id) for offer in answer.offers]
+    two = _two_nodes(settings, tmp_path, [f"1390100{i:04d}" for i in range(8)])
+    nodes, committers, services = two.dbs, two.committers, two.services
+    pairs = [(a.decision_id, offer.offer_id) for a in two.served for offer in a.offers]
     kinds = ("presented", "declined", "considering", "no_answer")
-    committers = [GroupCommitter(node) for node in nodes]
-    services = [
-        OutcomeService(
-            node,
-            WarehouseReader(node, cache_size=10, version_check_seconds=0),
-            clock,
-            committer=committer,
-        )
-        for node, committer in zip(nodes, committers, strict=True)
-    ]
-    for committer in committers:
-        committer.start()
     errors: list[BaseException] = []
     recorded: list[int] = []
     threads_per_node = 8
@@ -382,29 +397,8 @@ def test_the_same_key_on_two_nodes_at_once_is_recorded_once(
     PostgreSQL the second one's insert of it fails at its end (the unique index), the whole
     batch is tried again, and the retry refuses the reuse; the batch's other outcome (c) is
     recorded on the retry."""
-    clock = SystemClock()
-    nodes = [Database(settings), Database(settings)]
-    nodes[0].create_schema()
-    load_extract(
-        nodes[0], write_extract(tmp_path / "extract", STANDARD_PROFILES, STANDARD_AFFINITY), clock
-    )
-    reader = WarehouseReader(nodes[0], cache_size=10, version_check_seconds=0)
-    decide = DecisionService(nodes[0], reader, clock).decide
-    served = [
-        decide(ANA, DecisionRequest(msisdn=f"1390100000{i}", channel="store")) for i in (1, 2, 3)
-    ]
-    committers = [GroupCommitter(node) for node in nodes]
-    services = [
-        OutcomeService(
-            node,
-            WarehouseReader(node, cache_size=10, version_check_seconds=0),
-            clock,
-            committer=committer,
-        )
-        for node, committer in zip(nodes, committers, strict=True)
-    ]
-    for committer in committers:
-        committer.start()
+    two = _two_nodes(settings, tmp_path, [f"1390100000{i}" for i in (1, 2, 3)])
+    nodes, committers, services, served = two.dbs, two.committers, two.services, two.served
     results: dict[str, object] = {}
 
     def race(calls: list[tuple[str, int, int, int, str]]) -> None:
