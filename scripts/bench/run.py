@@ -167,7 +167,7 @@ def outcome_lua(pairs: list[tuple[str, str]], key: str, path: Path) -> None:
         "  sent = sent + 1\n"
         '  headers["Idempotency-Key"] = "bench-" .. run .. "-" .. (tid or 0) .. "-" .. sent\n'
         '  return wrk.format("POST", "/v1/decisions/" .. p[1] .. "/outcomes", headers, '
-        "'{\"offer_id\":\"' .. p[2] .. '\",\"outcome\":\"presented\"}')\n"
+        '\'{"offer_id":"\' .. p[2] .. \'","outcome":"presented"}\')\n'
         "end\n" + DONE_LUA
     )
 
