@@ -385,6 +385,8 @@ def main() -> int:
         durations = half_load.server_ms
         pairs = make_decisions(env, key, numbers, port, 2000)
         outcome_lua(pairs, key, work / "outcomes.lua")
+        # Warmed as the decisions are (each worker's first outcomes open its connections).
+        wrk(port, work / "outcomes.lua", warm, args.connections, args.threads)
         outcomes = [
             wrk(port, work / "outcomes.lua", args.duration, args.connections, args.threads)
             for _ in range(args.runs)
