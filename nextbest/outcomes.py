@@ -307,8 +307,8 @@ class OutcomeService:
         committer: GroupCommitter | None = None,
     ) -> None:
         """``impressions``: this process's batched decision writer, if any: an outcome waits
-        for its decision to be written (nextbest/impressions.py). ``committer``: SQLite's
-        group commit, if started (nextbest/storage/group_commit.py)."""
+        for its decision to be written (nextbest/impressions.py). ``committer``: this
+        process's group commit, if started (nextbest/storage/group_commit.py)."""
         self.db = db
         self.reader = reader
         self.clock = clock

@@ -52,8 +52,8 @@ def _decision_handler(services: Services, *, sync_to_thread: bool) -> Any:
 
 
 def _outcome_handler(services: Services, *, group_commit: bool) -> Any:
-    """``group_commit`` (SQLite): the handler waits for the batch's commit on the event loop;
-    otherwise (PostgreSQL: a transaction of its own, round trips) in a worker thread."""
+    """``group_commit`` (NEXTBEST_GROUP_COMMIT): the handler waits for its batch's commit on
+    the event loop; otherwise it commits a transaction of its own in a worker thread."""
 
     def answer(recorded: Recorded) -> Response[OutcomeResponse]:
         headers = {"Idempotent-Replayed": "true"} if recorded.replayed else {}
@@ -131,7 +131,7 @@ ROUTES = [get_subscription, retry_subscription]
 
 def routes(services: Services, *, on_loop: bool, group_commit: bool) -> list[Any]:
     """The front line's endpoints: the decision handler on the loop or in threads, the outcome
-    handler on the loop with group commit (SQLite) or in threads."""
+    handler on the loop with group commit or in threads."""
     return [
         _decision_handler(services, sync_to_thread=not on_loop),
         _outcome_handler(services, group_commit=group_commit),

@@ -74,7 +74,7 @@ class Services:
         # Impressions of decisions served, written in batches (nextbest/impressions.py).
         self.impressions = ImpressionWriter(db, settings.impression_batch_ms / 1000)
         self.decisions = DecisionService(db, self.reader, clock, self.learner, self.impressions)
-        # SQLite's single writer: outcomes of concurrent requests commit together.
+        # Outcomes of concurrent requests commit together (NEXTBEST_GROUP_COMMIT).
         self.committer = GroupCommitter(db)
         self.outcomes = OutcomeService(db, self.reader, clock, self.impressions, self.committer)
         self.sales = SalesService(db, clock)

@@ -1,4 +1,4 @@
-"""Group commit for SQLite: many requests' durable writes in one transaction.
+"""Group commit: many requests' durable writes in one transaction.
 
 SQLite has one writer. With a transaction per request, every request thread queues on the
 write lock and, once it has it, competes for the GIL with the threads queued behind it: the
@@ -8,6 +8,10 @@ has queued up in one transaction, each write in its own savepoint, commits once,
 answers each request. A write that fails rolls back to its savepoint and raises in its own
 request; the others still commit. If the commit itself fails, every request of the batch gets
 the error: nothing is acknowledged that is not on disk.
+
+On PostgreSQL the cost of a small write is its round trips; a batch makes them for all its
+writes at once: a prelude reads (and locks) what they need, and rows they defer are written
+in one statement each at the end, so a write that only defers needs no savepoint (``lazy``).
 """
 
 from __future__ import annotations
@@ -90,8 +94,8 @@ def _refuse_if_aborted(session: Session) -> None:
 
 
 class GroupCommitter(QueueThread):
-    """One per process. Not started (tests, PostgreSQL): ``run`` writes in the caller's own
-    transaction, as ``db.write()`` would."""
+    """One per process. Not started (tests, ``NEXTBEST_GROUP_COMMIT=false``): ``run`` writes
+    in the caller's own transaction, as ``db.write()`` would."""
 
     thread_name = "group-commit"
 
