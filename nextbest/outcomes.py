@@ -38,7 +38,6 @@ from nextbest.storage.models import (
 from nextbest.storage.raw import (
     as_stored,
     fetch,
-    insert_returning_id,
     insert_values,
     is_sqlite,
     pg_array_types,
@@ -108,9 +107,6 @@ _REPLIES_SQLITE = (
     "SELECT user_id, key, request_hash, status_code, body FROM idempotency "
     "WHERE user_id IN (SELECT value FROM json_each(?)) AND key IN (SELECT value FROM json_each(?))"
 )
-_IDEMPOTENCY_SQL = (
-    "SELECT request_hash, status_code, body FROM idempotency WHERE user_id = ? AND key = ?"
-)
 _OUTCOME_COLUMNS = (
     "decision_id",
     "offer_id",
@@ -142,25 +138,11 @@ class _Read(msgspec.Struct, frozen=True):
     prior: list[tuple[str, str]]  # the decision's outcomes so far: (offer id, kind)
 
 
-def _read_rows(session: Session, decision_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
-    """The read (and on PostgreSQL the lock) of these decisions: their rows by decision id."""
-    ids = sorted(set(decision_ids))
-    found: dict[str, list[tuple[Any, ...]]] = {i: [] for i in ids}
-    if is_sqlite(session):
-        listed = _encode(ids).decode()
-        rows = fetch(session, _READ_SQLITE, (listed, listed))
-    else:
-        fetch(session, _LOCK_PG, (ids,))
-        rows = fetch(session, _READ_PG, (ids, ids))
-    for row in rows:
-        found[row[1]].append(row)
-    return found
-
-
 class _Batch:
-    """What a batch's prelude read for all of its outcomes, kept current as each succeeds: a
-    later outcome of the batch on the same decision, or with the same Idempotency-Key, sees the
-    earlier one although its rows are written only at the end of the batch."""
+    """What a batch's prelude read for all of its outcomes (a batch of one when group commit is
+    off), kept current as each succeeds: a later outcome of the batch on the same decision, or
+    with the same Idempotency-Key, sees the earlier one although its rows are written only at
+    the end of the batch."""
 
     __slots__ = ("ids", "reads", "replies")
 
@@ -183,7 +165,16 @@ def _read_batch(session: Session, keys: list[_Key]) -> None:
     """The prelude of a batch of outcomes (group_commit.py): its decisions locked and read,
     the answers to its Idempotency-Keys, and an outcome id per write, for all at once."""
     sqlite = is_sqlite(session)
-    reads = _read_rows(session, [decision_id for decision_id, _, _ in keys])
+    ids = sorted({decision_id for decision_id, _, _ in keys})
+    reads: dict[str, list[tuple[Any, ...]]] = {i: [] for i in ids}
+    if sqlite:
+        listed = _encode(ids).decode()
+        rows = fetch(session, _READ_SQLITE, (listed, listed))
+    else:
+        fetch(session, _LOCK_PG, (ids,))
+        rows = fetch(session, _READ_PG, (ids, ids))
+    for row in rows:
+        reads[row[1]].append(row)
     wanted = {(user, key) for _, user, key in keys if key is not None}
     replies: dict[tuple[str, str], tuple[str, int, bytes]] = {}
     if wanted:
@@ -200,10 +191,10 @@ def _read_batch(session: Session, keys: list[_Key]) -> None:
                 replies[(user, key)] = (request_hash, status_code, bytes(body))
     if sqlite:  # the batch holds SQLite's one write lock: nobody else takes an id meanwhile
         (top,) = fetch(session, _MAX_ID_SQLITE, ())[0]
-        ids = list(range(int(top) + len(keys), int(top), -1))
+        drawn = list(range(int(top) + len(keys), int(top), -1))
     else:
-        ids = [row[0] for row in fetch(session, _IDS_PG, (len(keys),))][::-1]
-    session.info[_BATCH] = _Batch(reads, replies, ids)
+        drawn = [row[0] for row in fetch(session, _IDS_PG, (len(keys),))][::-1]
+    session.info[_BATCH] = _Batch(reads, replies, drawn)
 
 
 def _insert_outcomes(session: Session, rows: list[tuple[Any, ...]]) -> None:
@@ -229,12 +220,8 @@ def _insert(
         cursor.close()
 
 
-def _read(session: Session, decision_id: str, offer_id: str) -> _Read:
-    batch: _Batch | None = session.info.get(_BATCH)
-    if batch is not None:
-        rows = batch.reads[decision_id]
-    else:
-        rows = _read_rows(session, [decision_id])[decision_id]
+def _read(batch: _Batch, decision_id: str, offer_id: str) -> _Read:
+    rows = batch.reads[decision_id]
     decision: ShownDecision | None = None
     shown: ShownOffer | None = None
     prior: list[tuple[str, str]] = []
@@ -455,17 +442,13 @@ class OutcomeService:
         idempotency_key: str | None,
         request_hash: str,
     ) -> Recorded:
-        """One outcome, in a batch (its reads made by the batch's prelude, its rows deferred
-        to the batch's end, a sale's written at once in its savepoint) or on its own."""
+        """One outcome of a batch: its reads made by the batch's prelude (``_read_batch``), its
+        rows deferred to the batch's end, a sale's written at once in its savepoint."""
         now = self.clock.now()
         sqlite = is_sqlite(session)
-        batch: _Batch | None = session.info.get(_BATCH)
+        batch: _Batch = session.info[_BATCH]
         if idempotency_key is not None:
-            if batch is not None:
-                previous = batch.replies.get((actor.user_id, idempotency_key))
-            else:
-                found = fetch(session, _IDEMPOTENCY_SQL, (actor.user_id, idempotency_key))
-                previous = (found[0][0], found[0][1], bytes(found[0][2])) if found else None
+            previous = batch.replies.get((actor.user_id, idempotency_key))
             if previous is not None:
                 stored_hash, status_code, body = previous
                 if stored_hash != request_hash:
@@ -474,7 +457,7 @@ class OutcomeService:
                         field="Idempotency-Key",
                     )
                 return Recorded(status_code, _decode(body), replayed=True)
-        read = _read(session, decision_id, request.offer_id)
+        read = _read(batch, decision_id, request.offer_id)
         decision = read.decision
         if decision is None:
             raise NotFound(f"decision {decision_id!r} not found", field="decision_id")
@@ -545,18 +528,11 @@ class OutcomeService:
             now,
         )
         subscription: Subscription | None = None
-        if batch is not None:  # an id drawn by the batch (SQLite's next rowid may be one)
-            outcome_id = batch.ids.pop()
-            if sale:
-                _insert_outcomes(session, [(outcome_id, *values)])
-            else:
-                GroupCommitter.defer(session, _insert_outcomes, [(outcome_id, *values)])
+        outcome_id = batch.ids.pop()  # drawn by the batch (SQLite's next rowid may be one)
+        if sale:
+            _insert_outcomes(session, [(outcome_id, *values)])
         else:
-            outcome_id = insert_returning_id(
-                session,
-                Outcome.__table__,  # type: ignore[arg-type]
-                dict(zip(_OUTCOME_COLUMNS, values, strict=True)),
-            )
+            GroupCommitter.defer(session, _insert_outcomes, [(outcome_id, *values)])
         if sale:
             offer = catalog.offer(request.offer_id)
             subscription = Subscription(
@@ -616,10 +592,8 @@ class OutcomeService:
             ),
         )
         self._remember(session, batch, actor, idempotency_key, request_hash, recorded, now)
-        if batch is not None:  # the batch's later outcomes of this decision count it as prior
-            batch.reads[decision_id].append(
-                (1, decision_id, request.offer_id, None, request.outcome)
-            )
+        # The batch's later outcomes of this decision count it as prior.
+        batch.reads[decision_id].append((1, decision_id, request.offer_id, None, request.outcome))
         return recorded
 
     def _customer(self, version_id: int, decision_id: str) -> CustomerData | None:
@@ -635,7 +609,7 @@ class OutcomeService:
     @staticmethod
     def _remember(
         session: Session,
-        batch: _Batch | None,
+        batch: _Batch,
         actor: Actor,
         key: str | None,
         request_hash: str,
@@ -646,9 +620,6 @@ class OutcomeService:
             return
         body = _encode(recorded.response)
         row = (actor.user_id, key, request_hash, recorded.status_code, body, now)
-        if batch is None:
-            _insert_replies(session, [row])
-            return
         # At the batch's end with its other rows; a retry in the same batch replays it.
         GroupCommitter.defer(session, _insert_replies, [row])
         batch.replies[(actor.user_id, key)] = (request_hash, recorded.status_code, body)

@@ -126,7 +126,8 @@ class GroupCommitter(QueueThread):
         lazy: bool = False,
     ) -> Future[T]:
         """``fn(session)`` queued for the next batch: its result (or exception) once the batch
-        is committed. Not started: written now, in the caller's own transaction.
+        is committed. Not started: written now, in the caller's own transaction, after its
+        prelude.
 
         ``prelude(session, keys)``, if given, runs once per batch before its writes, with the
         ``key`` of every write of the batch that named it: what the writes would each read
@@ -147,6 +148,8 @@ class GroupCommitter(QueueThread):
         if not queued:
             try:
                 with self.db.write() as session:
+                    if prelude is not None:  # a batch of one: the write reads as in any batch
+                        prelude(session, [key])
                     write.future.set_result(fn(session))
             except BaseException as exc:
                 write.future.set_exception(exc)
