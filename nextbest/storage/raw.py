@@ -291,8 +291,9 @@ def insert_values(
     inserts from one array per column (``unnest``), of the same text whatever the number of
     rows, so psycopg parses it once and the server prepares it once; a VALUES list of a
     placeholder per value was parsed anew in Python for every batch (psycopg caches only
-    statements of up to 4,096 characters and 50 parameters): 15% of an outcome batch's time. Without types: a multi-row
-    VALUES statement per 500 rows (psycopg's executemany sends a statement per row)."""
+    statements of up to 4,096 characters and 50 parameters): 15% of an outcome batch's time.
+    Without types: a multi-row VALUES statement per 500 rows (psycopg's executemany sends a
+    statement per row)."""
     if not rows:
         return
     width = len(rows[0])
