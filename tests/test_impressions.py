@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from helpers import api, row_count
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from nextbest.clock import FixedClock
 from nextbest.decisions import DecisionService
-from nextbest.impressions import ImpressionWriter
+from nextbest.impressions import Impression, ImpressionWriter
 from nextbest.keys import Actor
 from nextbest.loader import load_extract
 from nextbest.outcomes import OutcomeService
@@ -44,22 +45,15 @@ def _service(db: Database, clock: FixedClock, writer: ImpressionWriter) -> Decis
 
 
 def _rollups(db: Database) -> list[tuple[Any, ...]]:
+    """The report counts, summed over shards (PostgreSQL spreads a hot row over several)."""
+    sums: dict[tuple[Any, ...], list[int]] = {}
     with db.read() as session:
-        rows = session.scalars(select(ReportRollup)).all()
-        return sorted(
-            (
-                r.grain,
-                str(r.day),
-                r.k1,
-                r.k2,
-                r.k3,
-                r.experiment,
-                r.arm,
-                r.decisions,
-                r.contacts_presented,
-            )
-            for r in rows
-        )
+        for r in session.scalars(select(ReportRollup)):
+            key = (r.grain, str(r.day), r.k1, r.k2, r.k3, r.experiment, r.arm)
+            counts = sums.setdefault(key, [0, 0])
+            counts[0] += r.decisions
+            counts[1] += r.contacts_presented
+    return sorted((*key, *counts) for key, counts in sums.items())
 
 
 def _serve(service: DecisionService, rounds: int) -> list[str]:
@@ -75,14 +69,17 @@ def _serve(service: DecisionService, rounds: int) -> list[str]:
 
 
 def test_a_batch_writes_what_one_transaction_per_decision_writes(
-    tmp_path: Path, standard_extract: Path, clock: FixedClock
+    db: Database, standard_extract: Path, clock: FixedClock
 ) -> None:
+    """On both databases: the same rows whether each decision is written in a transaction of
+    its own or the decisions in one batch."""
+    load_extract(db, standard_extract, clock)
     stored: dict[str, Any] = {}
     # Batched with a long interval: nothing is written until the flush below asks for it.
     for mode, interval in (("one by one", 0.0), ("batched", 30.0)):
-        db = Database(Settings(database_url=f"sqlite:///{tmp_path / mode.replace(' ', '')}.db"))
-        db.create_schema()
-        load_extract(db, standard_extract, clock)
+        with db.write() as session:
+            session.execute(delete(Decision))
+            session.execute(delete(ReportRollup))
         writer = ImpressionWriter(db, interval)
         writer.start()
         assert writer.batching == (interval > 0)
@@ -102,7 +99,6 @@ def test_a_batch_writes_what_one_transaction_per_decision_writes(
             shown = sum(len(decode_offers(o)) for o in session.scalars(select(Decision.offers)))
         stored[mode] = (shown, len(trail), _rollups(db))
         writer.stop()
-        db.dispose()
     assert stored["batched"] == stored["one by one"]
     offers, lookups, rollups = stored["batched"]
     assert offers > 0 and lookups == 6 * len(NUMBERS)
@@ -111,6 +107,40 @@ def test_a_batch_writes_what_one_transaction_per_decision_writes(
     for row in rollups:
         totals[row[0]] = totals.get(row[0], 0) + row[7]
     assert set(totals.values()) == {6 * len(NUMBERS)}
+
+
+@pytest.fixture
+def pg_db(pg_database: str) -> Iterator[Database]:
+    database = Database(Settings(database_url=pg_database, db_pool_size=2))
+    database.create_schema()
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def test_postgres_a_batch_is_written_whole_or_not_at_all(
+    pg_db: Database, standard_extract: Path, clock: FixedClock
+) -> None:
+    """A batch is one transaction: a decision id already stored (a unique violation in the
+    decision rows) leaves the other decisions and every report count of the batch unwritten,
+    not half of them; after its retries the batch is counted as lost."""
+    load_extract(pg_db, standard_extract, clock)
+    first = ImpressionWriter(pg_db, 0.0)  # one by one: the row the batch will collide with
+    served = _service(pg_db, clock, first).decide(
+        CLERKS[0], DecisionRequest(msisdn="13900000001", channel="store")
+    )
+    before = (row_count(pg_db, Decision), _rollups(pg_db))
+    writer = ImpressionWriter(pg_db, 30.0)
+    writer.start()
+    service = _service(pg_db, clock, writer)
+    ids = _serve(service, rounds=1)
+    again = writer._pending[0].decision  # resubmit a stored decision in the same batch
+    writer.submit(Impression((served.decision_id, *again[1:])))
+    assert writer.flush(timeout=30)
+    writer.stop()
+    assert writer.lost == len(ids) + 1 and writer.written == 0
+    assert (row_count(pg_db, Decision), _rollups(pg_db)) == before
 
 
 def test_concurrent_decisions_all_land_and_stop_drains_the_rest(

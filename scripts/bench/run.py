@@ -48,6 +48,12 @@ end
 """
 
 
+# --ladder: the real server without its impression writes, then also without its reads, then
+# also without the key check, then also without the decision itself: the same answer every time
+# (scripts/bench/ceiling_app.py).
+LADDER = ["impressions", "impressions,reads", "impressions,reads,key", "impressions,reads,key,core"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -325,6 +331,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--half-load-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="also measure the real server with the impressions, then the reads, then the key "
+        "check, then the decision itself answered from memory (scripts/bench/ceiling_app.py), "
+        "in the same runs",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -341,8 +354,11 @@ def main() -> int:
     log = work / "server.log"
     log.unlink(missing_ok=True)
     server_env = {**env, "PYTHONPATH": str(ROOT / "scripts" / "bench")}
+    (work / "numbers.txt").write_text("\n".join(numbers))
+    rungs = LADDER if args.ladder else []
     decisions: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
+    ladder: dict[str, list[dict[str, Any]]] = {rung: [] for rung in rungs}
     rss: list[float] = []
     private: list[float] = []
 
@@ -364,6 +380,21 @@ def main() -> int:
             )
             rss = biggest(rss, server.peak_rss_mb())
             private = biggest(private, server.private_mb())
+        for rung in rungs:
+            port = free_port()
+            rung_env = {
+                **server_env,
+                "NEXTBEST_BENCH_WITHOUT": rung,
+                "NEXTBEST_BENCH_NUMBERS": str(work / "numbers.txt"),
+                "NEXTBEST_BENCH_KEY": key,
+            }
+            command = uvicorn_command("ceiling_app:app_factory", port, args.workers)
+            with Server(command, rung_env, port, log):
+                wrk(port, work / "decisions.lua", warm, args.connections, args.threads)
+                ladder[rung].append(
+                    wrk(port, work / "decisions.lua", args.duration, args.connections, args.threads)
+                )
+            say(f"run {run}: without {rung}: {ladder[rung][-1]['rps']:.0f}/s")
         port = free_port()
         with Server(
             uvicorn_command("bare_app:app_factory", port, args.workers), server_env, port, log
@@ -423,6 +454,14 @@ def main() -> int:
         "outcome_errors": sum(o["errors"] + o["non2xx"] for o in outcomes),
         "peak_rss_mb_per_worker": [round(r, 1) for r in rss],
         "private_rss_mb_per_worker": [round(r, 1) for r in private],
+        "ladder": {
+            rung: {
+                "decisions_per_s": med(r["rps"] for r in runs),
+                "ratio": med(r["rps"] / b["rps"] for r, b in zip(runs, bare, strict=True)),
+                "errors": sum(r["errors"] + r["non2xx"] for r in runs),
+            }
+            for rung, runs in ladder.items()
+        },
     }
     out = VAR / f"results-{args.db}-{args.size}.json"
     out.write_text(json.dumps(result, indent=2))
@@ -446,6 +485,13 @@ def main() -> int:
         f"  private (anonymous) RSS per worker MB {result['private_rss_mb_per_worker']}\n"
         f"  written to {out}"
     )
+    if rungs:
+        print("  the same server with some I/O answered from memory (ceiling_app.py):")
+        for rung, figures in result["ladder"].items():
+            print(
+                f"    without {rung:<26} {figures['decisions_per_s']:>7.0f}/s  "
+                f"ratio {figures['ratio']:.2f}  errors {figures['errors']}"
+            )
     return 0
 
 
