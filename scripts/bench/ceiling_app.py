@@ -5,16 +5,18 @@ one `nextbest serve` runs (same routes, front door, decision core, response), bu
 same settings; then, per NEXTBEST_BENCH_WITHOUT (a comma list), one kind of I/O is answered
 from memory instead of the database:
 
+- ``rollups``: the decision rows are written, their report counts are not (not on the
+  ladder; for a look at what the counts cost, docs/performance.md);
 - ``impressions``: what was served is not written (no decision row, no report counts);
 - ``reads``: the customer's warehouse data comes from memory (the benchmark's numbers, read
   once at start through the real reader) and the live history is taken to be empty;
 - ``key``: the benchmark's key is checked once at start, not on every request;
 - ``core``: no decision is made: every request gets the answer of one decision made at start.
 
-With the first three gone a decision is the framework, the front door and the pure core: the
-most any implementation on this stack could reach, whatever it did about storage. With
-``core`` too, what is left is the framework and the front door carrying a decision-sized
-answer.
+With impressions, reads and key gone a decision is the framework, the front door and the
+pure core: the most any implementation on this stack could reach, whatever it did about
+storage. With ``core`` too, what is left is the framework and the front door carrying a
+decision-sized answer.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from nextbest.storage.raw import RawReader
 from nextbest.storage.warehouse import CustomerData, LiveHistory
 from nextbest.wire import DecisionRequest, DecisionResponse
 
-KINDS = frozenset({"impressions", "reads", "key", "core"})
+KINDS = frozenset({"rollups", "impressions", "reads", "key", "core"})
 
 
 class _NoImpressions(ImpressionWriter):
@@ -63,6 +65,10 @@ def app_factory() -> Litestar:
     app = server_app(settings)
     services = app.state.services
     db = services.db
+    if "rollups" in without:
+        import nextbest.impressions
+
+        nextbest.impressions.upsert_with = lambda *args, **kwargs: None  # type: ignore[assignment]
     if "impressions" in without:
         services.decisions.impressions = _NoImpressions(db, 0)
     if "reads" in without:
