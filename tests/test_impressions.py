@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,38 +108,28 @@ def test_a_batch_writes_what_one_transaction_per_decision_writes(
     assert set(totals.values()) == {6 * len(NUMBERS)}
 
 
-@pytest.fixture
-def pg_db(pg_database: str) -> Iterator[Database]:
-    database = Database(Settings(database_url=pg_database, db_pool_size=2))
-    database.create_schema()
-    try:
-        yield database
-    finally:
-        database.dispose()
-
-
-def test_postgres_a_batch_is_written_whole_or_not_at_all(
-    pg_db: Database, standard_extract: Path, clock: FixedClock
+def test_a_batch_is_written_whole_or_not_at_all(
+    db: Database, standard_extract: Path, clock: FixedClock
 ) -> None:
     """A batch is one transaction: a decision id already stored (a unique violation in the
     decision rows) leaves the other decisions and every report count of the batch unwritten,
     not half of them; after its retries the batch is counted as lost."""
-    load_extract(pg_db, standard_extract, clock)
-    first = ImpressionWriter(pg_db, 0.0)  # one by one: the row the batch will collide with
-    served = _service(pg_db, clock, first).decide(
+    load_extract(db, standard_extract, clock)
+    first = ImpressionWriter(db, 0.0)  # one by one: the row the batch will collide with
+    served = _service(db, clock, first).decide(
         CLERKS[0], DecisionRequest(msisdn="13900000001", channel="store")
     )
-    before = (row_count(pg_db, Decision), _rollups(pg_db))
-    writer = ImpressionWriter(pg_db, 30.0)
+    before = (row_count(db, Decision), _rollups(db))
+    writer = ImpressionWriter(db, 30.0)
     writer.start()
-    service = _service(pg_db, clock, writer)
+    service = _service(db, clock, writer)
     ids = _serve(service, rounds=1)
     again = writer._pending[0].decision  # resubmit a stored decision in the same batch
     writer.submit(Impression((served.decision_id, *again[1:])))
     assert writer.flush(timeout=30)
     writer.stop()
     assert writer.lost == len(ids) + 1 and writer.written == 0
-    assert (row_count(pg_db, Decision), _rollups(pg_db)) == before
+    assert (row_count(db, Decision), _rollups(db)) == before
 
 
 def test_concurrent_decisions_all_land_and_stop_drains_the_rest(
