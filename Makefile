@@ -58,8 +58,8 @@ pytest: $(DEPS_STAMP) $(SYSTEM_STAMP) ## the test suite (SQLite, and PostgreSQL 
 
 test: lint typecheck pytest ## everything CI runs: lint, types, tests
 
-bench: $(DEPS_STAMP) $(SYSTEM_STAMP) ## decisions/s vs a bare endpoint (SIZE=200000 DB=sqlite)
-	$(BIN)/python scripts/bench/run.py --size $${SIZE:-200000} --db $${DB:-sqlite}
+bench: $(DEPS_STAMP) $(SYSTEM_STAMP) ## decisions/s vs a bare endpoint (SIZE=200000 DB=sqlite LADDER=1)
+	$(BIN)/python scripts/bench/run.py --size $${SIZE:-200000} --db $${DB:-sqlite} $${LADDER:+--ladder}
 
 clean: ## remove the virtualenv and generated data
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
