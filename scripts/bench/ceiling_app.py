@@ -65,6 +65,7 @@ def app_factory() -> Litestar:
     app = server_app(settings)
     services = app.state.services
     db = services.db
+    numbers = Path(os.environ["NEXTBEST_BENCH_NUMBERS"]).read_text().split()
     if "rollups" in without:
         import nextbest.impressions
 
@@ -75,7 +76,6 @@ def app_factory() -> Litestar:
         reader = services.reader
         active = reader.active()
         reader._check_every = 1e9  # the active version is not re-read either
-        numbers = Path(os.environ["NEXTBEST_BENCH_NUMBERS"]).read_text().split()
         resident: dict[str, CustomerData] = {}
         for number in numbers:
             msisdn = normalize(number)
@@ -93,8 +93,8 @@ def app_factory() -> Litestar:
     actor = authenticate(db, os.environ["NEXTBEST_BENCH_KEY"], SystemClock().now())
     assert actor is not None, "NEXTBEST_BENCH_KEY is not a valid key"
     if "core" in without:
-        number = Path(os.environ["NEXTBEST_BENCH_NUMBERS"]).read_text().split()[0]
-        answer = services.decisions.decide(actor, DecisionRequest(msisdn=number, channel="store"))
+        first = DecisionRequest(msisdn=numbers[0], channel="store")
+        answer = services.decisions.decide(actor, first)
 
         def constant(*args: Any, **kwargs: Any) -> DecisionResponse:
             del args, kwargs
